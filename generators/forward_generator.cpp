@@ -1,0 +1,90 @@
+// Spatial MoE forward (DESIGN.md §4 "Forward"): each output channel j·F+f at pixel (h, w) is the
+// F-channel response of the j-th selected expert there, optionally gated by its routing score.
+// Only the selected experts are evaluated.
+#include "Halide.h"
+
+#include "forward_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class SpatialMoEForward : public Generator<SpatialMoEForward> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // true: routing [E,H,W] is the same for every sample; false: per-sample [B,E,H,W].
+    GeneratorParam<bool> shared_routing{"shared_routing", true};
+    // true: multiply each slot by its routing score (values input).
+    GeneratorParam<bool> weighted{"weighted", false};
+    // Schedule knobs (0 = the schedule's default for the target); see schedules/forward_schedule.h.
+    GeneratorParam<int> slot_tile{"slot_tile", 0};
+    GeneratorParam<int> batch_vector{"batch_vector", 0};
+    GeneratorParam<int> row_tile{"row_tile", 0};
+
+    // Halide dimension order is the reverse of PyTorch's NCHW.
+    GeneratorInput<Buffer<>> *x = nullptr;        // (w, h, c, b)
+    GeneratorInput<Buffer<>> *weight = nullptr;   // (kw, kh, c, expert·F + f)
+    GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
+    GeneratorInput<Buffer<>> *values = nullptr;   // like indices; only when weighted
+    GeneratorInput<int32_t> *out_per_expert = nullptr;  // F
+    GeneratorOutput<Buffer<>> *y = nullptr;       // (w, h, j·F + f, b)
+
+    void configure() {
+        const int routing_dims = shared_routing ? 3 : 4;
+        x = add_input<Buffer<>>("x", dtype, 4);
+        weight = add_input<Buffer<>>("weight", dtype, 4);
+        indices = add_input<Buffer<int32_t>>("indices", routing_dims);
+        if (weighted) {
+            values = add_input<Buffer<>>("values", dtype, routing_dims);
+        }
+        out_per_expert = add_input<int32_t>("F");
+        y = add_output<Buffer<>>("y", dtype, 4);
+    }
+
+    void generate() {
+        Var w("w"), h("h"), jf("jf"), b("b");
+        Expr F = *out_per_expert;
+        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        Expr channels = x->dim(2).extent();
+        Expr K = weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr experts = weight->dim(3).extent() / F;
+
+        Func input = BoundaryConditions::constant_exterior(
+            *x, cast(dtype, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+
+        // The weight row of output channel jf: slot j = jf / F of the routing, channel f = jf % F.
+        // Indices are range-checked by the caller; the clamp only bounds the gather for Halide.
+        auto slot_index = [&](const Expr &slot) {
+            return shared_routing ? (*indices)(w, h, slot) : (*indices)(w, h, slot, b);
+        };
+        Func expert_row("expert_row");
+        std::vector<Var> row_args = {w, h, jf};
+        if (!shared_routing) row_args.push_back(b);
+        expert_row(row_args) = clamp(slot_index(jf / F), 0, experts - 1) * F + jf % F;
+
+        // Reduction over the receptive field; kw innermost to walk each weight row contiguously.
+        RDom r(0, K, 0, K, 0, channels, "r");
+        Func response("response");
+        response(w, h, jf, b) = cast(dtype, 0);
+        response(w, h, jf, b) += (*weight)(r.x, r.y, r.z, expert_row(row_args)) *
+                                 input(w + r.x - pad, h + r.y - pad, r.z, b);
+
+        Expr gate = cast(dtype, 1);
+        if (weighted) {
+            gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
+        }
+        (*y)(w, h, jf, b) = weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b);
+
+        ForwardStages stages{input, expert_row, response, *y, w, h, jf, b, r, shared_routing,
+                             x->dim(3).extent(), y->dim(2).extent(), height};
+        ForwardKnobs knobs{slot_tile, batch_vector, row_tile};
+        schedule_forward(stages, knobs, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::SpatialMoEForward, smoe_forward)

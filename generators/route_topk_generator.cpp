@@ -1,0 +1,73 @@
+// Top-E routing (DESIGN.md §4 "Routing"): per pixel, the E experts with the highest scores,
+// best first; equal scores rank the lower expert index first.
+//
+// Each expert's rank is the number of experts that beat it under a strict total order on
+// (score, index), so the ranks of a pixel are always a permutation of 0..NE-1 and the experts with
+// rank < E are scattered to their slots. Scores compare through an order-preserving integer key
+// of their bits, so NaN ranks above everything (as torch.topk does) and -0 equals +0.
+#include "Halide.h"
+
+#include "route_topk_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class RouteTopK : public Generator<RouteTopK> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    GeneratorParam<int> pixel_vector{"pixel_vector", 0};  // schedule knob, 0 = target default
+
+    // Shared routing [NE,H,W] is passed as a batch of one.
+    GeneratorInput<Buffer<>> *routing = nullptr;          // (w, h, e, b)
+    GeneratorOutput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j, b)
+    GeneratorOutput<Buffer<>> *values = nullptr;          // (w, h, j, b)
+
+    void configure() {
+        routing = add_input<Buffer<>>("routing", dtype, 4);
+        indices = add_output<Buffer<int32_t>>("indices", 4);
+        values = add_output<Buffer<>>("values", dtype, 4);
+    }
+
+    void generate() {
+        Var w("w"), h("h"), e("e"), j("j"), b("b");
+        Expr experts = routing->dim(2).extent();
+        Expr selected = indices->dim(2).extent();
+        const int bits = dtype.value().bits();
+        const Type key_type = Int(bits);
+
+        // Order-preserving key: flip the magnitude bits of negatives; one NaN, one zero.
+        Func key("key");
+        Expr score = (*routing)(w, h, e, b);
+        Expr canonical = select(is_nan(score), cast(dtype, NAN), score == 0, cast(dtype, 0), score);
+        Expr raw = reinterpret(key_type, canonical);
+        Expr magnitude_mask = key_type.max();  // all bits but the sign
+        key(w, h, e, b) = raw ^ ((raw >> (bits - 1)) & magnitude_mask);
+
+        // rank(e) = #{o : key(o) > key(e), or key(o) == key(e) and o < e}. The tie case folds into
+        // one comparison: for o < e test key(o) + 1 > key(e); keys never reach the type's maximum
+        // because NaN was canonicalised.
+        RDom o(0, experts, "o");
+        Func rank("rank");
+        rank(w, h, e, b) = 0;
+        rank(w, h, e, b) += select(key(w, h, o, b) + cast(key_type, o < e) > key(w, h, e, b), 1, 0);
+
+        RDom scatter(0, experts, "scatter");
+        scatter.where(rank(w, h, scatter, b) < selected);
+        Func slot_expert("slot_expert");
+        slot_expert(w, h, j, b) = 0;
+        slot_expert(w, h, clamp(rank(w, h, scatter, b), 0, selected - 1), b) = scatter;
+
+        (*indices)(w, h, j, b) = slot_expert(w, h, j, b);
+        (*values)(w, h, j, b) = (*routing)(w, h, clamp(slot_expert(w, h, j, b), 0, experts - 1), b);
+
+        RouteTopKStages stages{key, rank, slot_expert, *indices, *values, w, h, e, j, b, o, scatter};
+        schedule_route_topk(stages, RouteTopKKnobs{pixel_vector}, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::RouteTopK, smoe_route_topk)

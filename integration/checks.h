@@ -1,0 +1,39 @@
+// Argument checks shared by the operators. Every failure is a c10::Error (RuntimeError in Python)
+// whose message names the operator, the argument and what was expected.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <initializer_list>
+#include <string>
+
+namespace smoe::checks {
+
+// "[2, 3, 4]"
+std::string shape_string(at::IntArrayRef sizes);
+
+// Defined, one of `ranks` dimensions, non-empty, contiguous; `layout` describes the expected shape
+// in the message, e.g. "[B, C, H, W]".
+void check_tensor(const char *op, const char *name, const at::Tensor &t, std::initializer_list<int64_t> ranks,
+                  const char *layout);
+
+// Floating point types that have kernels (float32, float64).
+void check_floating(const char *op, const char *name, const at::Tensor &t);
+
+void check_dtype(const char *op, const char *name, const at::Tensor &t, at::ScalarType expected);
+
+// Same dtype and device as the reference argument.
+void check_same_dtype_device(const char *op, const char *name, const at::Tensor &t, const char *ref_name,
+                             const at::Tensor &ref);
+
+// Size `dim` of `t` equals `expected` (described by `what`, e.g. "x.size(2) (H)").
+void check_size(const char *op, const char *name, const at::Tensor &t, int64_t dim, int64_t expected,
+                const char *what);
+
+// Halide buffers index with int32: every extent and the element count must fit.
+void check_int32_indexable(const char *op, const char *name, const at::Tensor &t);
+
+// 1 <= E <= NE.
+void check_selected_experts(const char *op, int64_t E, int64_t NE);
+
+}  // namespace smoe::checks

@@ -1,0 +1,26 @@
+"""Spatial Mixture-of-Experts operators compiled with Halide, as torch.ops.smoe.*.
+
+Importing this package loads the operator library (libsmoe_ops.so) into PyTorch. The library is
+looked up in $SMOE_LIBRARY, then next to the build tree this package was copied into
+(build/python/smoe -> build/lib/libsmoe_ops.so).
+"""
+import os
+import pathlib
+
+import torch
+
+__all__ = ["library_path", "route_topk", "forward"]
+
+
+def library_path() -> str:
+    explicit = os.environ.get("SMOE_LIBRARY")
+    if explicit:
+        return explicit
+    here = pathlib.Path(__file__).resolve().parent
+    return str(here.parent.parent / "lib" / "libsmoe_ops.so")
+
+
+torch.ops.load_library(library_path())
+
+route_topk = torch.ops.smoe.route_topk
+forward = torch.ops.smoe.forward

@@ -1,0 +1,31 @@
+// How the forward generator runs: the stages the schedules decide about, the knobs, and the entry.
+#pragma once
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of generators/forward_generator.cpp that a schedule makes decisions about.
+struct ForwardStages {
+    Halide::Func input;       // x with zero padding outside the grid, (w, h, c, b)
+    Halide::Func expert_row;  // weight row of each output channel, (w, h, jf[, b])
+    Halide::Func response;    // ungated expert response, a reduction over r
+    Halide::Func output;      // y, (w, h, jf, b)
+    Halide::Var w, h, jf, b;
+    Halide::RDom r;           // (kw, kh, c)
+    bool shared_routing;
+    Halide::Expr batch, out_channels, height;  // run-time extents, for specialisations
+};
+
+// Named knobs; 0 means "the target's default" (see the schedule files for what each means).
+struct ForwardKnobs {
+    int slot_tile;     // output channels per register tile
+    int batch_vector;  // batch lanes per register tile (a multiple of the vector width)
+    int row_tile;      // grid rows per parallel task
+};
+
+void schedule_forward(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
+void schedule_forward_cpu(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
+void schedule_forward_gpu(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
+
+}  // namespace smoe

@@ -1,0 +1,30 @@
+// CUDA schedule of top-E routing: ranks with one thread per (pixel, expert), then one thread per
+// pixel scatters its experts to their slots.
+#include "route_topk_schedule.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_route_topk_gpu(RouteTopKStages &s, const RouteTopKKnobs &knobs, const Target &) {
+    const int threads = knobs.pixel_vector > 0 ? knobs.pixel_vector : 32;
+    Var wo("wo"), wi("wi"), eo("eo"), ei("ei"), row("row");
+    s.rank.compute_root()
+        .fuse(s.h, s.b, row)
+        .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+    s.rank.update()
+        .fuse(s.h, s.b, row)
+        .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+    s.slot_expert.compute_root().fuse(s.h, s.b, row).gpu_tile(s.w, s.j, wo, eo, wi, ei, threads, 4,
+                                                                TailStrategy::GuardWithIf);
+    s.slot_expert.update()
+        .fuse(s.h, s.b, row)
+        .split(s.w, wo, wi, threads, TailStrategy::GuardWithIf)
+        .gpu_blocks(wo, row)
+        .gpu_threads(wi);
+    Func indices = s.indices, values = s.values;
+    indices.fuse(s.h, s.b, row).gpu_tile(s.w, s.j, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+    values.fuse(s.h, s.b, row).gpu_tile(s.w, s.j, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+}
+
+}  // namespace smoe

@@ -1,0 +1,26 @@
+// How the routing generator runs: its stages, knobs and schedule entry points.
+#pragma once
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of generators/route_topk_generator.cpp that a schedule makes decisions about.
+struct RouteTopKStages {
+    Halide::Func key;          // order-preserving integer key of each score, (w, h, e, b)
+    Halide::Func rank;         // rank of each expert at its pixel, (w, h, e, b)
+    Halide::Func slot_expert;  // expert of each slot (scatter of the ranks < E), (w, h, j, b)
+    Halide::Func indices, values;
+    Halide::Var w, h, e, j, b;
+    Halide::RDom o, scatter;
+};
+
+struct RouteTopKKnobs {
+    int pixel_vector;  // pixels per vector (CPU) or threads per block row (GPU)
+};
+
+void schedule_route_topk(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
+void schedule_route_topk_cpu(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
+void schedule_route_topk_gpu(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
+
+}  // namespace smoe
