@@ -64,11 +64,16 @@ public:
         if (!shared_routing) row_args.push_back(b);
         expert_row(row_args) = clamp(slot_index(jf / F), 0, experts - 1) * F + jf % F;
 
-        // Reduction over the receptive field; kw innermost to walk each weight row contiguously.
+        // The expert bank as a Func, so that a schedule may re-lay it out.
+        Var kw("kw"), kh("kh"), c("c"), row("row");
+        Func bank("bank");
+        bank(kw, kh, c, row) = (*weight)(kw, kh, c, row);
+
+        // Reduction over the receptive field.
         RDom r(0, K, 0, K, 0, channels, "r");
         Func response("response");
         response(w, h, jf, b) = cast(dtype, 0);
-        response(w, h, jf, b) += (*weight)(r.x, r.y, r.z, expert_row(row_args)) *
+        response(w, h, jf, b) += bank(r.x, r.y, r.z, expert_row(row_args)) *
                                  input(w + r.x - pad, h + r.y - pad, r.z, b);
 
         Expr gate = cast(dtype, 1);
@@ -77,7 +82,7 @@ public:
         }
         (*y)(w, h, jf, b) = weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b);
 
-        ForwardStages stages{input, expert_row, response, *y, w, h, jf, b, r, shared_routing,
+        ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
                              x->dim(3).extent(), y->dim(2).extent(), height};
         ForwardKnobs knobs{slot_tile, batch_vector, row_tile};
         schedule_forward(stages, knobs, get_target());

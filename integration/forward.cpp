@@ -84,10 +84,23 @@ at::Tensor forward_compiled(const at::Tensor &x, const at::Tensor &weight, const
     return y;
 }
 
+// Shape-only (fake/meta tensors, torch.compile): works on symbolic sizes, so it checks only what
+// needs no concrete size.
 at::Tensor forward_meta(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                         const std::optional<at::Tensor> &values, int64_t F) {
-    const ForwardShape s = checked_shape(x, weight, indices, values, F);
-    return at::empty({s.batch, s.selected * F, s.height, s.width}, x.options());
+    TORCH_CHECK(x.dim() == 4, kOp, ": argument 'x' must have shape [B, C, H, W], got a ", x.dim(), "-d tensor");
+    TORCH_CHECK(weight.dim() == 4, kOp, ": argument 'weight' must have shape [NE*F, C, K, K], got a ", weight.dim(),
+                "-d tensor");
+    TORCH_CHECK(indices.dim() == 3 || indices.dim() == 4, kOp,
+                ": argument 'indices' must have shape [E, H, W] (shared) or [B, E, H, W] (per-sample), got a ",
+                indices.dim(), "-d tensor");
+    checks::check_floating(kOp, "x", x);
+    checks::check_same_dtype_device(kOp, "weight", weight, "x", x);
+    checks::check_dtype(kOp, "indices", indices, at::kInt);
+    if (values.has_value()) checks::check_same_dtype_device(kOp, "values", *values, "x", x);
+    TORCH_CHECK(F >= 1, kOp, ": F (output channels per expert) must be >= 1, got ", F);
+    const c10::SymInt slots = indices.sym_size(indices.dim() - 3) * F;
+    return at::empty_symint({x.sym_size(0), slots, x.sym_size(2), x.sym_size(3)}, x.options());
 }
 
 }  // namespace

@@ -37,9 +37,16 @@ std::tuple<at::Tensor, at::Tensor> route_topk_compiled(const at::Tensor &routing
     return {indices, values};
 }
 
+// Shape-only (fake/meta tensors, torch.compile): works on symbolic sizes, so it checks only what
+// needs no concrete size.
 std::tuple<at::Tensor, at::Tensor> route_topk_meta(const at::Tensor &routing, int64_t E) {
-    const std::vector<int64_t> shape = checked_output_shape(routing, E);
-    return {at::empty(shape, routing.options().dtype(at::kInt)), at::empty(shape, routing.options())};
+    TORCH_CHECK(routing.dim() == 3 || routing.dim() == 4, kOp,
+                ": argument 'routing' must have shape [NE, H, W] or [B, NE, H, W], got a ", routing.dim(), "-d tensor");
+    checks::check_floating(kOp, "routing", routing);
+    TORCH_CHECK(E >= 1, kOp, ": the number of selected experts E must satisfy 1 <= E <= NE; got E = ", E);
+    std::vector<c10::SymInt> shape = routing.sym_sizes().vec();
+    shape[routing.dim() - 3] = E;
+    return {at::empty_symint(shape, routing.options().dtype(at::kInt)), at::empty_symint(shape, routing.options())};
 }
 
 }  // namespace

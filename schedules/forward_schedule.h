@@ -8,6 +8,7 @@ namespace smoe {
 // The Funcs of generators/forward_generator.cpp that a schedule makes decisions about.
 struct ForwardStages {
     Halide::Func input;       // x with zero padding outside the grid, (w, h, c, b)
+    Halide::Func bank;        // the weight bank, (kw, kh, c, expert·F + f)
     Halide::Func expert_row;  // weight row of each output channel, (w, h, jf[, b])
     Halide::Func response;    // ungated expert response, a reduction over r
     Halide::Func output;      // y, (w, h, jf, b)

@@ -3,7 +3,7 @@
 // At one pixel the selected experts form an [E·F x C·K·K] matrix and the receptive field of the
 // batch a [C·K·K x B] matrix, so each pixel is a small GEMM. The batch goes innermost (vector
 // lanes), the input is re-laid out batch-innermost a few rows at a time (a sliding window over
-// the rows of a parallel task), and each register tile holds slot_tile output channels times
+// the rows of a parallel task), the bank is re-laid out channel-innermost, and each register tile holds slot_tile output channels times
 // batch_vector samples. Every weight is a broadcast reused across the lanes; every input vector
 // is reused across the slots of the tile.
 #include "forward_schedule.h"
@@ -57,13 +57,18 @@ void schedule_forward_cpu(ForwardStages &s, const ForwardKnobs &knobs, const Tar
 
     // One register tile of accumulators per (pixel, slot tile, batch tile).
     s.response.compute_at(y, bo)
+        .reorder_storage(s.b, s.jf, s.w, s.h)  // batch lanes contiguous: whole-vector accumulators
         .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
         .unroll(s.jf, slot_tile, TailStrategy::GuardWithIf);
+    // Channels innermost: a long, unit-stride walk through both the batch-innermost input and
+    // the channel-innermost bank (kw and kh alone are too short to amortise the loop).
     s.response.update()
-        .reorder(s.b, s.jf, s.r.x, s.r.y, s.r.z, s.w, s.h)
+        .reorder(s.b, s.jf, s.r.z, s.r.x, s.r.y, s.w, s.h)
         .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
         .unroll(s.jf, slot_tile, TailStrategy::GuardWithIf);
     s.expert_row.compute_at(y, bo);
+    const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
+    s.bank.compute_root().reorder_storage(k[2], k[0], k[1], k[3]).reorder(k[2], k[0], k[1], k[3]).parallel(k[3]);
 
     // Batch-innermost copy of the input rows a parallel task needs, slid down its rows.
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)

@@ -1,0 +1,54 @@
+#include "reference.h"
+
+#include <sstream>
+
+namespace smoe::reference {
+
+std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E) {
+    const int64_t expert_dim = routing.dim() - 3;
+    auto [sorted, order] = at::sort(routing, /*stable=*/true, expert_dim, /*descending=*/true);
+    return {order.narrow(expert_dim, 0, E).to(at::kInt).contiguous(), sorted.narrow(expert_dim, 0, E).contiguous()};
+}
+
+at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+                   const std::optional<at::Tensor> &values, int64_t F) {
+    const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
+    const int64_t K = weight.size(2);
+    at::Tensor dense = at::conv2d(x, weight, {}, 1, K / 2);  // [B, NE·F, H, W]
+    at::Tensor idx = indices.dim() == 3 ? indices.unsqueeze(0).expand({B, -1, -1, -1}) : indices;
+    const int64_t E = idx.size(1);
+    at::Tensor rows = (idx.to(at::kLong).unsqueeze(2) * F + at::arange(F, idx.options().dtype(at::kLong)).view({1, 1, F, 1, 1}))
+                          .reshape({B, E * F, H, W});
+    at::Tensor y = at::gather(dense, 1, rows);
+    if (values.has_value()) {
+        at::Tensor v = values->dim() == 3 ? values->unsqueeze(0).expand({B, -1, -1, -1}) : *values;
+        y = y * v.repeat_interleave(F, 1);
+    }
+    return y;
+}
+
+std::string compare(const at::Tensor &actual, const at::Tensor &expected, double tolerance) {
+    std::ostringstream out;
+    if (actual.sizes() != expected.sizes()) {
+        out << "shape " << actual.sizes() << " != expected " << expected.sizes();
+        return out.str();
+    }
+    at::Tensor a = actual.to(at::kCPU, at::kDouble), e = expected.to(at::kCPU, at::kDouble);
+    const double scale = std::max(1.0, e.abs().max().item<double>());
+    at::Tensor diff = (a - e).abs();
+    const double worst = diff.max().item<double>();
+    if (worst <= tolerance * scale) return "";
+    const int64_t flat = diff.flatten().argmax().item<int64_t>();
+    std::vector<int64_t> coord(actual.dim());
+    int64_t rest = flat;
+    for (int64_t d = actual.dim() - 1; d >= 0; --d) {
+        coord[d] = rest % actual.size(d);
+        rest /= actual.size(d);
+    }
+    out << "max |actual - expected| = " << worst << " > " << tolerance << " * " << scale << " at " << at::IntArrayRef(coord)
+        << ": actual " << a.flatten()[flat].item<double>() << ", expected " << e.flatten()[flat].item<double>() << "; "
+        << (diff > tolerance * scale).sum().item<int64_t>() << " of " << diff.numel() << " elements differ";
+    return out.str();
+}
+
+}  // namespace smoe::reference

@@ -1,0 +1,25 @@
+// The plain LibTorch reference of DESIGN.md §4 that every kernel is checked against, and the
+// comparison helpers the suites share.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace smoe::reference {
+
+// Top-E along the expert axis by a stable descending sort: equal scores keep the lower index first.
+std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E);
+
+// Dense convolution over all NE·F filters, then a gather of the selected channels (the paper's
+// method), optionally gated by the routing values.
+at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+                   const std::optional<at::Tensor> &values, int64_t F);
+
+// Empty when |actual - expected| <= tolerance · max(1, max|expected|) everywhere; otherwise a
+// message with the worst coordinate and values.
+std::string compare(const at::Tensor &actual, const at::Tensor &expected, double tolerance);
+
+}  // namespace smoe::reference

@@ -1,0 +1,52 @@
+// The CUDA kernels against the CPU reference. Skipped where no GPU (or no CUDA build) is present.
+#include <ATen/Context.h>
+#include <gtest/gtest.h>
+
+#include "layer_config.h"
+#include "reference.h"
+#include "smoe_ops.h"
+
+namespace smoe {
+namespace {
+
+using testing::LayerConfig;
+
+
+class CudaMatchesReference : public ::testing::TestWithParam<LayerConfig> {};
+
+TEST_P(CudaMatchesReference, RoutingAndForward) {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+    const LayerConfig &c = GetParam();
+    const testing::LayerTensors t = testing::random_layer(c, 9);
+    const at::Device gpu(at::kCUDA, 0);
+    auto [indices, values] = smoe::route_topk(t.routing.to(gpu), c.E);
+    auto [expected_indices, expected_values] = reference::route_topk(t.routing, c.E);
+    EXPECT_TRUE(reference::compare(indices.cpu(), expected_indices, 0.0).empty()) << c;
+    std::optional<at::Tensor> gate, expected_gate;
+    if (c.weighted) {
+        gate = values;
+        expected_gate = expected_values;
+    }
+    const at::Tensor y = smoe::forward(t.x.to(gpu), t.weight.to(gpu), indices, gate, c.F);
+    const std::string mismatch =
+        reference::compare(y.cpu(), reference::forward(t.x, t.weight, expected_indices, expected_gate, c.F), 1e-5);
+    EXPECT_TRUE(mismatch.empty()) << c << ": " << mismatch;
+}
+
+std::vector<LayerConfig> float32_configs() {
+    std::vector<LayerConfig> configs;
+    for (const LayerConfig &c : testing::layer_configs(10)) {
+        if (c.dtype == at::kFloat) configs.push_back(c);
+    }
+    return configs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, CudaMatchesReference, ::testing::ValuesIn(float32_configs()),
+                         [](const auto &info) {
+                             std::ostringstream name;
+                             name << info.index << "_" << info.param;
+                             return name.str();
+                         });
+
+}  // namespace
+}  // namespace smoe
