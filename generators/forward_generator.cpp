@@ -18,8 +18,8 @@ public:
     // true: multiply each slot by its routing score (values input).
     GeneratorParam<bool> weighted{"weighted", false};
     // Schedule knobs (0 = the schedule's default for the target); see schedules/forward_schedule.h.
-    GeneratorParam<int> slot_tile{"slot_tile", 0};
-    GeneratorParam<int> batch_vector{"batch_vector", 0};
+    GeneratorParam<int> accumulators{"accumulators", 0};
+    GeneratorParam<int> batch_vectors{"batch_vectors", 0};
     GeneratorParam<int> row_tile{"row_tile", 0};
 
     // Halide dimension order is the reverse of PyTorch's NCHW.
@@ -83,8 +83,8 @@ public:
         (*y)(w, h, jf, b) = weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b);
 
         ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
-                             x->dim(3).extent(), y->dim(2).extent(), height};
-        ForwardKnobs knobs{slot_tile, batch_vector, row_tile};
+                             x->dim(3).extent(), y->dim(2).extent(), width};
+        TileKnobs knobs{accumulators, batch_vectors, row_tile};
         schedule_forward(stages, knobs, get_target());
     }
 };

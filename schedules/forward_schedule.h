@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -15,18 +16,11 @@ struct ForwardStages {
     Halide::Var w, h, jf, b;
     Halide::RDom r;           // (kw, kh, c)
     bool shared_routing;
-    Halide::Expr batch, out_channels, height;  // run-time extents, for specialisations
+    Halide::Expr batch, out_channels, width;  // run-time extents, for specialisations
 };
 
-// Named knobs; 0 means "the target's default" (see the schedule files for what each means).
-struct ForwardKnobs {
-    int slot_tile;     // output channels per register tile
-    int batch_vector;  // batch lanes per register tile (a multiple of the vector width)
-    int row_tile;      // grid rows per parallel task
-};
-
-void schedule_forward(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
-void schedule_forward_cpu(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
-void schedule_forward_gpu(ForwardStages &stages, const ForwardKnobs &knobs, const Halide::Target &target);
+void schedule_forward(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+void schedule_forward_cpu(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+void schedule_forward_gpu(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

@@ -7,8 +7,8 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_forward_gpu(ForwardStages &s, const ForwardKnobs &knobs, const Target &) {
-    const int batch_tile = knobs.batch_vector > 0 ? knobs.batch_vector : 4;
+void schedule_forward_gpu(ForwardStages &s, const TileKnobs &knobs, const Target &) {
+    const int batch_tile = knobs.accumulators > 0 ? knobs.accumulators : 4;
     const int threads_w = 32, threads_h = knobs.row_tile > 0 ? knobs.row_tile : 4;
     Var wo("wo"), wi("wi"), ho("ho"), hi("hi"), bo("bo"), bi("bi"), jfb("jfb");
     Func y = s.output;

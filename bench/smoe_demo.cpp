@@ -1,0 +1,212 @@
+// One-screen comparison: smoe forward and route_topk against the LibTorch baselines on every layer
+// configuration, in one process on the same threads, after checking that smoe computes the same
+// result. Exits non-zero when a check fails.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "baselines.h"
+#include "smoe_ops.h"
+
+namespace {
+
+using smoe::bench::kGemmSize;
+using smoe::bench::LayerConfig;
+
+constexpr int kWarmupRuns = 3;
+constexpr int kTimedRuns = 15;
+// fp32 summation order differs between smoe and the dense conv.
+constexpr double kForwardTolerance = 1e-4;
+
+struct ConfigResult {
+    std::string name;
+    double route_smoe_s, route_torch_s;
+    double forward_smoe_s, forward_naive_s, forward_dense_e_s;
+    double flops;
+};
+
+std::string format(const char *fmt, double value) {
+    char text[64];
+    std::snprintf(text, sizeof text, fmt, value);
+    return text;
+}
+
+std::string format_ms(double seconds) {
+    const double ms = seconds * 1e3;
+    return format(ms >= 100 ? "%.0f" : ms >= 10 ? "%.1f" : ms >= 1 ? "%.2f" : "%.3f", ms);
+}
+
+std::string format_rate(double flops, double seconds, double gemm_gflops) {
+    const double gflops = flops / seconds * 1e-9;
+    return format("%.1f", gflops) + format(" (%.0f%%)", 100.0 * gflops / gemm_gflops);
+}
+
+// A text table whose header has a row of group labels spanning neighbouring columns.
+class Table {
+  public:
+    struct Column {
+        std::string group, name;
+        int width;
+    };
+
+    explicit Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
+
+    void add_row(std::vector<std::string> cells) { rows_.push_back(std::move(cells)); }
+
+    void print() const {
+        std::string groups, names;
+        for (size_t i = 0; i < columns_.size();) {
+            size_t end = i;
+            int span = 0;
+            while (end < columns_.size() && columns_[end].group == columns_[i].group) span += columns_[end++].width;
+            groups += group_label(columns_[i].group, span, end - i > 1);
+            i = end;
+        }
+        for (const Column &column : columns_) names += cell(column.name, column);
+        std::printf("%s\n%s\n", groups.c_str(), names.c_str());
+        for (const auto &row : rows_) {
+            std::string line;
+            for (size_t i = 0; i < columns_.size(); ++i) line += cell(row[i], columns_[i]);
+            std::printf("%s\n", line.c_str());
+        }
+    }
+
+  private:
+    // The first column (the config name) is left-aligned, the numbers right-aligned.
+    std::string cell(const std::string &text, const Column &column) const {
+        const std::string pad(std::max<int>(0, column.width - static_cast<int>(text.size())), ' ');
+        return &column == &columns_.front() ? text + pad : pad + text;
+    }
+
+    // A group label over `width` characters, drawn as "--label--" when it spans several columns.
+    static std::string group_label(const std::string &label, int width, bool spans_several) {
+        const int fill = std::max<int>(0, width - 2 - static_cast<int>(label.size()));
+        const char fill_char = spans_several ? '-' : ' ';
+        return "  " + std::string(fill / 2, fill_char) + label + std::string(fill - fill / 2, fill_char);
+    }
+
+    std::vector<Column> columns_;
+    std::vector<std::vector<std::string>> rows_;
+};
+
+struct RoutingCheck {
+    bool passed;
+    int64_t tie_order_differences;  // slots where at::topk ordered equal scores differently
+};
+
+// smoe lists equal scores lower expert first; at::topk leaves their order unspecified. So the
+// indices are checked against a stable descending sort (the spec's order), and the values and any
+// index difference against at::topk.
+RoutingCheck check_routing(const at::Tensor &routing, int64_t E, const at::Tensor &indices,
+                           const at::Tensor &values) {
+    const auto [sorted_values, sorted_indices] = at::sort(routing, /*stable=*/true, /*dim=*/-3, /*descending=*/true);
+    const auto [topk_indices, topk_values] = smoe::bench::naive_route_topk(routing, E);
+    const bool passed = at::equal(indices, sorted_indices.narrow(-3, 0, E).to(at::kInt)) &&
+                        at::equal(values, sorted_values.narrow(-3, 0, E)) && at::equal(values, topk_values);
+    return {passed, indices.ne(topk_indices.to(at::kInt)).sum().item<int64_t>()};
+}
+
+std::string describe(const RoutingCheck &check) {
+    if (!check.passed) return "route_topk FAILED";
+    if (check.tie_order_differences == 0) return "route_topk == at::topk ok";
+    return "route_topk ok (== at::topk but " + std::to_string(check.tie_order_differences) +
+           " slots of tied scores, lower expert first)";
+}
+
+// Checks smoe against the baselines, prints one line about it, and times every method.
+ConfigResult run_config(const LayerConfig &config, bool &all_checks_pass) {
+    const smoe::bench::LayerInputs in = smoe::bench::make_inputs(config);
+    const int64_t E = config.selected, F = config.outputs_per_expert;
+
+    const auto [indices, values] = smoe::route_topk(in.routing, E);
+    const RoutingCheck routing_check = check_routing(in.routing, E, indices, values);
+
+    const at::Tensor y = smoe::forward(in.x, in.weight, indices, std::nullopt, F);
+    const at::Tensor reference = smoe::bench::naive_forward(in.x, in.weight, indices, F);
+    const double relative_diff =
+        (y - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+    const bool forward_equal = y.sizes() == reference.sizes() && relative_diff <= kForwardTolerance;
+    all_checks_pass = all_checks_pass && routing_check.passed && forward_equal;
+
+    std::printf("  %-13s B=%-3lld C=%-4lld %lldx%-4lld NE=%-4lld E=%-4lld K=%lld   "
+                "forward max|smoe-naive|/max|naive| = %.1e %s   %s\n",
+                config.name.c_str(), static_cast<long long>(config.batch), static_cast<long long>(config.channels),
+                static_cast<long long>(config.height), static_cast<long long>(config.width),
+                static_cast<long long>(config.experts), static_cast<long long>(E),
+                static_cast<long long>(config.kernel), relative_diff, forward_equal ? "ok" : "FAILED",
+                describe(routing_check).c_str());
+
+    const auto median = [](const auto &fn) { return smoe::bench::median_seconds(fn, kWarmupRuns, kTimedRuns); };
+    ConfigResult result;
+    result.name = config.name;
+    result.flops = config.flops();
+    result.route_smoe_s = median([&] { smoe::route_topk(in.routing, E); });
+    result.route_torch_s = median([&] { smoe::bench::naive_route_topk(in.routing, E); });
+    result.forward_smoe_s = median([&] { smoe::forward(in.x, in.weight, indices, std::nullopt, F); });
+    result.forward_naive_s = median([&] { smoe::bench::naive_forward(in.x, in.weight, indices, F); });
+    result.forward_dense_e_s = median([&] { smoe::bench::dense_e_forward(in.x, in.dense_weight); });
+    return result;
+}
+
+void print_table(const std::vector<ConfigResult> &results, double gemm_gflops) {
+    Table table({{"", "config", 13},
+                 {"route_topk ms", "smoe", 9},
+                 {"route_topk ms", "at::topk", 10},
+                 {"forward ms", "smoe", 9},
+                 {"forward ms", "naive", 9},
+                 {"forward ms", "dense-E", 9},
+                 {"speedup", "naive/smoe", 12},
+                 {"vs dense-E", "smoe/dense", 12},
+                 {"forward GFLOP/s (% of GEMM)", "smoe", 15},
+                 {"forward GFLOP/s (% of GEMM)", "naive", 15},
+                 {"forward GFLOP/s (% of GEMM)", "dense-E", 15},
+                 {"route/forward", "smoe", 15}});
+    for (const ConfigResult &r : results) {
+        table.add_row({r.name, format_ms(r.route_smoe_s), format_ms(r.route_torch_s), format_ms(r.forward_smoe_s),
+                       format_ms(r.forward_naive_s), format_ms(r.forward_dense_e_s),
+                       format("%.2fx", r.forward_naive_s / r.forward_smoe_s),
+                       format("%.2fx", r.forward_smoe_s / r.forward_dense_e_s),
+                       format_rate(r.flops, r.forward_smoe_s, gemm_gflops),
+                       format_rate(r.flops, r.forward_naive_s, gemm_gflops),
+                       format_rate(r.flops, r.forward_dense_e_s, gemm_gflops),
+                       format("%.1f%%", 100.0 * r.route_smoe_s / r.forward_smoe_s)});
+    }
+    table.print();
+}
+
+}  // namespace
+
+int main() try {
+    // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
+    at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+    const double gemm_gflops = smoe::bench::measure_gemm_gflops(kGemmSize);
+    std::printf("smoe demo: fp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); "
+                "times are medians of %d runs after %d warm-up runs\n\n",
+                at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
+                static_cast<long long>(kGemmSize), kTimedRuns, kWarmupRuns);
+
+    std::printf("checks (forward tolerance %.0e):\n", kForwardTolerance);
+    bool all_checks_pass = true;
+    std::vector<ConfigResult> results;
+    for (const LayerConfig &config : smoe::bench::layer_configs()) {
+        results.push_back(run_config(config, all_checks_pass));
+    }
+    std::printf("\n");
+    print_table(results, gemm_gflops);
+
+    if (!all_checks_pass) {
+        std::fprintf(stderr, "\nsmoe demo: a correctness check FAILED (see the checks above)\n");
+        return 1;
+    }
+    return 0;
+} catch (const std::exception &error) {
+    std::fprintf(stderr, "smoe demo: %s\n", error.what());
+    return 2;
+}

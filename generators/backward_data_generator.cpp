@@ -1,0 +1,91 @@
+// Spatial MoE backward, input side (DESIGN.md §4 "Backward, expert side"):
+//   grad_x[b, c, h', w'] = Σ_{j,f,kh,kw} weight[idx(j,h,w)·F+f, c, kh, kw] · dŷ[b, j·F+f, h, w]
+// with h = h'−kh+P, w = w'−kw+P inside the grid and dŷ = dy (times the routing score when
+// weighted). Each output pixel gathers from the experts selected at the K·K pixels it feeds.
+#include "Halide.h"
+
+#include "backward_data_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class SpatialMoEBackwardData : public Generator<SpatialMoEBackwardData> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    GeneratorParam<bool> shared_routing{"shared_routing", true};
+    GeneratorParam<bool> weighted{"weighted", false};
+    GeneratorParam<int> accumulators{"accumulators", 0};  // schedule knobs, 0 = target default
+    GeneratorParam<int> batch_vectors{"batch_vectors", 0};
+    GeneratorParam<int> row_tile{"row_tile", 0};
+
+    GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
+    GeneratorInput<Buffer<>> *weight = nullptr;          // (kw, kh, c, expert·F + f)
+    GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
+    GeneratorInput<Buffer<>> *values = nullptr;          // like indices; only when weighted
+    GeneratorInput<int32_t> *out_per_expert = nullptr;   // F
+    GeneratorOutput<Buffer<>> *grad_x = nullptr;         // (w, h, c, b)
+
+    void configure() {
+        const int routing_dims = shared_routing ? 3 : 4;
+        grad_y = add_input<Buffer<>>("grad_y", dtype, 4);
+        weight = add_input<Buffer<>>("weight", dtype, 4);
+        indices = add_input<Buffer<int32_t>>("indices", routing_dims);
+        if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
+        out_per_expert = add_input<int32_t>("F");
+        grad_x = add_output<Buffer<>>("grad_x", dtype, 4);
+    }
+
+    void generate() {
+        Var w("w"), h("h"), c("c"), b("b"), jf("jf");
+        Expr F = *out_per_expert;
+        Expr width = grad_y->dim(0).extent(), height = grad_y->dim(1).extent();
+        Expr slots = grad_y->dim(2).extent();
+        Expr K = weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr experts = weight->dim(3).extent() / F;
+        const Region grid = {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}};
+
+        // dŷ, zero outside the grid.
+        Func gated("gated");
+        Expr gate = cast(dtype, 1);
+        if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
+        gated(w, h, jf, b) = weighted ? (*grad_y)(w, h, jf, b) * gate : (*grad_y)(w, h, jf, b);
+        Func grad_out = BoundaryConditions::constant_exterior(gated, cast(dtype, 0), grid);
+
+        // Weight row of each output channel; off the grid the edge's row (multiplied by zero).
+        Func routing_edge = BoundaryConditions::repeat_edge(
+            *indices, shared_routing ? Region{{0, width}, {0, height}, {Expr(), Expr()}}
+                                     : Region{{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+        std::vector<Var> row_args = {w, h, jf};
+        if (!shared_routing) row_args.push_back(b);
+        std::vector<Expr> slot_args = {w, h, jf / F};
+        if (!shared_routing) slot_args.push_back(b);
+        Func expert_row("expert_row");
+        expert_row(row_args) = clamp(routing_edge(slot_args), 0, experts - 1) * F + jf % F;
+
+        Var kw("kw"), kh("kh"), row("row");
+        Func bank("bank");
+        bank(kw, kh, c, row) = (*weight)(kw, kh, c, row);
+
+        // Reduction over the output channels of the K·K pixels this input pixel feeds.
+        RDom r(0, K, 0, K, 0, slots, "r");
+        Expr from_w = w - r.x + pad, from_h = h - r.y + pad;
+        std::vector<Expr> from_row = {from_w, from_h, r.z};
+        if (!shared_routing) from_row.push_back(b);
+        Func gradient("gradient");
+        gradient(w, h, c, b) = cast(dtype, 0);
+        gradient(w, h, c, b) += bank(r.x, r.y, c, expert_row(from_row)) * grad_out(from_w, from_h, r.z, b);
+        (*grad_x)(w, h, c, b) = gradient(w, h, c, b);
+
+        BackwardDataStages stages{grad_out, bank, expert_row, gradient, *grad_x, w, h, c, b, r, shared_routing,
+                                  grad_x->dim(3).extent(), grad_x->dim(2).extent(), width};
+        schedule_backward_data(stages, TileKnobs{accumulators, batch_vectors, row_tile}, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::SpatialMoEBackwardData, smoe_backward_data)

@@ -1,0 +1,110 @@
+// Pixel-major register tiles on the CPU.
+//
+// The batch goes innermost (vector lanes). The batch-innermost operand is copied for the rows a
+// parallel task needs and slid down its rows; the bank is re-laid out channel-innermost. Each
+// register tile holds `slots` output channels x `batch` samples: every weight is a broadcast
+// reused across the batch vectors of the tile, every operand vector across its channels. The
+// reduction's innermost variable is the long, unit-stride one (kw and kh alone are too short to
+// amortise a loop).
+#include "pixel_tiles.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+namespace {
+
+struct RegisterTile {
+    int channels;
+    int batch;
+    int pixels;
+};
+
+// Widest batch first: per reduction step a tile of s channels x v batch vectors does s·v FMAs
+// for s + v loads, so wide tiles need fewer loads per FMA. Narrower tiles serve smaller batches
+// and fewer channels, down to a scalar tile that handles any shape.
+// A tile also spans `pixels` neighbouring pixels along w (one register tile each, in turn), so
+// that the output is written in whole vectors along w instead of scattered lanes.
+std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors, int lanes) {
+    std::vector<RegisterTile> tiles;
+    for (int pixels : {lanes, 1}) {
+        for (int vectors = max_batch_vectors; vectors >= 1; vectors /= 2) {
+            tiles.push_back({std::max(1, accumulators / vectors), vectors * lanes, pixels});
+        }
+        for (int vectors = max_batch_vectors; vectors >= 1; vectors /= 2) {
+            tiles.push_back({1, vectors * lanes, pixels});
+        }
+    }
+    tiles.push_back({1, 1, 1});
+    return tiles;
+}
+
+}  // namespace
+
+void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const Target &target) {
+    const int lanes = target.natural_vector_size(s.output.type());
+    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    // ~3/4 of the vector registers accumulate; the rest hold a broadcast and the tile's operand
+    // vectors (a tile of batch_vectors operand vectors needs accumulators + batch_vectors + 1
+    // registers: 12 + 2 + 1 of AVX2's 16, 24 + 4 + 1 of AVX-512's 32).
+    const int accumulators = knobs.accumulators > 0 ? knobs.accumulators : registers * 3 / 4;
+    const int batch_vectors = knobs.batch_vectors > 0 ? knobs.batch_vectors : registers / 8;
+    const int row_tile = knobs.row_tile > 0 ? knobs.row_tile : 4;
+
+    Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), co("co"), ci("ci"), bo("bo"), bi("bi");
+    Func out = s.output;
+    auto schedule_output = [&](Stage stage, const RegisterTile &tile) {
+        stage.split(s.h, ho, hi, row_tile, TailStrategy::GuardWithIf)
+            .split(s.w, wo, wi, tile.pixels, TailStrategy::ShiftInwards)
+            .split(s.channel, co, ci, tile.channels, TailStrategy::ShiftInwards)
+            .split(s.b, bo, bi, tile.batch, TailStrategy::ShiftInwards)
+            .parallel(ho);
+        if (tile.pixels > 1) {
+            stage.reorder(wi, bi, ci, bo, co, wo, hi, ho).vectorize(wi);
+        } else {
+            stage.reorder(bi, ci, wi, bo, co, wo, hi, ho);
+            if (tile.batch >= lanes) stage.vectorize(bi, lanes);
+            if (tile.channels > 1) stage.unroll(ci);
+        }
+    };
+    const std::vector<RegisterTile> tiles = register_tiles(accumulators, batch_vectors, lanes);
+    for (size_t i = 0; i + 1 < tiles.size(); ++i) {
+        const RegisterTile &t = tiles[i];
+        schedule_output(out.specialize(s.width >= t.pixels && s.channels >= t.channels && s.batch >= t.batch), t);
+    }
+    schedule_output(out, tiles.back());
+
+    // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and every
+    // vector of a pixel's tile unrolled, so that it lives in registers across the reduction.
+    s.accumulator.compute_at(out, bo)
+        .reorder_storage(s.b, s.channel, s.w, s.h)
+        .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
+        .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
+        .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+    std::vector<VarOrRVar> order = {s.b, s.channel, s.inner};
+    order.insert(order.end(), s.outer.begin(), s.outer.end());
+    order.push_back(s.w);
+    order.push_back(s.h);
+    s.accumulator.update()
+        .reorder(order)
+        .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
+        .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
+        .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+
+    const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
+    s.bank.compute_root().reorder_storage(k[2], k[0], k[1], k[3]).reorder(k[2], k[0], k[1], k[3]).parallel(k[3]);
+
+    // The copy walks w inside k so that consecutive vectors gather from the same few pages of
+    // the NCHW source (the batch lanes are a whole plane apart).
+    const std::vector<Var> in = s.operand.args();  // (w, h, k, b)
+    s.operand.store_at(out, ho).compute_at(out, hi).reorder_storage(in[3], in[2], in[0], in[1]);
+    s.operand.reorder(in[3], in[0], in[2], in[1]).vectorize(in[3], lanes, TailStrategy::GuardWithIf);
+
+    if (s.expert_row_by_rows) {
+        s.expert_row.store_at(out, ho).compute_at(out, hi);
+    } else {
+        s.expert_row.compute_at(out, bo);
+    }
+}
+
+}  // namespace smoe

@@ -1,0 +1,26 @@
+// The CPU schedule shared by the pixel-major kernels (forward, backward data): at every pixel the
+// output [channels x batch] is a small GEMM of gathered expert weights with a batch-innermost
+// operand, computed in register tiles of channels x batch vectors.
+#pragma once
+
+#include "Halide.h"
+#include "knobs.h"
+
+namespace smoe {
+
+struct PixelTileStages {
+    Halide::Func operand;      // (w, h, k, b): re-laid out batch-innermost, a few rows at a time
+    Halide::Func bank;         // (kw, kh, c, row): re-laid out channel-innermost once per call
+    Halide::Func expert_row;   // weight row per (w, h, slot[, b])
+    bool expert_row_by_rows;   // true: computed for the rows of a task (read at neighbour pixels)
+    Halide::Func accumulator;  // (w, h, channel, b) with one update whose reduction is `inner`...
+    Halide::Func output;       // (w, h, channel, b)
+    Halide::Var w, h, channel, b;
+    Halide::RVar inner;                  // ...innermost reduction variable (long, unit stride)
+    std::vector<Halide::RVar> outer;     // remaining reduction variables, inner to outer
+    Halide::Expr batch, channels, width;  // run-time extents, for specialisations
+};
+
+void schedule_pixel_tiles_cpu(PixelTileStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+
+}  // namespace smoe
