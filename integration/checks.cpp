@@ -1,5 +1,6 @@
 #include "checks.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
 #include <limits>
@@ -61,6 +62,72 @@ void check_int32_indexable(const char *op, const char *name, const at::Tensor &t
 void check_selected_experts(const char *op, int64_t E, int64_t NE) {
     TORCH_CHECK(E >= 1 && E <= NE, op, ": the number of selected experts E must satisfy 1 <= E <= NE; got E = ",
                 E, " with NE = ", NE, " experts");
+}
+
+LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+                       const std::optional<at::Tensor> &values, int64_t F) {
+    check_tensor(op, "x", x, {4}, "[B, C, H, W]");
+    check_floating(op, "x", x);
+    check_tensor(op, "weight", weight, {4}, "[NE*F, C, K, K]");
+    check_same_dtype_device(op, "weight", weight, "x", x);
+    TORCH_CHECK(F >= 1, op, ": F (output channels per expert) must be >= 1, got ", F);
+    check_size(op, "weight", weight, 1, x.size(1), "x.size(1) (C)");
+    const int64_t K = weight.size(2);
+    TORCH_CHECK(weight.size(3) == K && K % 2 == 1, op, ": argument 'weight' must hold square kernels of odd size K ",
+                "(zero 'same' padding needs K = 1, 3, 5, 7, ...); got kernel size ", weight.size(2), "x",
+                weight.size(3));
+    TORCH_CHECK(weight.size(0) % F == 0, op, ": argument 'weight' has ", weight.size(0),
+                " output channels, which is not a multiple of F = ", F, " (expected NE*F rows)");
+
+    check_tensor(op, "indices", indices, {3, 4}, "[E, H, W] (shared) or [B, E, H, W] (per-sample)");
+    check_dtype(op, "indices", indices, at::kInt);
+    TORCH_CHECK(indices.device() == x.device(), op, ": argument 'indices' must be on the device of 'x' (",
+                x.device(), "), got ", indices.device());
+    LayerShape s{};
+    s.shared_routing = indices.dim() == 3;
+    const int64_t off = s.shared_routing ? 0 : 1;
+    s.batch = x.size(0);
+    s.height = x.size(2);
+    s.width = x.size(3);
+    s.out_per_expert = F;
+    s.experts = weight.size(0) / F;
+    s.selected = indices.size(off);
+    if (!s.shared_routing) check_size(op, "indices", indices, 0, s.batch, "x.size(0) (B)");
+    check_size(op, "indices", indices, off + 1, s.height, "x.size(2) (H)");
+    check_size(op, "indices", indices, off + 2, s.width, "x.size(3) (W)");
+    check_selected_experts(op, s.selected, s.experts);
+    if (values.has_value()) {
+        check_tensor(op, "values", *values, {indices.dim()}, "the shape of 'indices'");
+        check_same_dtype_device(op, "values", *values, "x", x);
+        TORCH_CHECK(values->sizes() == indices.sizes(), op, ": argument 'values' must have the shape of 'indices' ",
+                    shape_string(indices.sizes()), ", got ", shape_string(values->sizes()));
+    }
+    check_int32_indexable(op, "x", x);
+    check_int32_indexable(op, "weight", weight);
+    TORCH_CHECK(s.batch * s.selected * F * s.height * s.width <= std::numeric_limits<int32_t>::max(), op,
+                ": the output would have more than 2^31-1 elements");
+    return s;
+}
+
+void check_index_range(const char *op, const at::Tensor &indices, int64_t experts) {
+    const auto [lowest, highest] = at::aminmax(indices);
+    const int64_t lo = lowest.item<int32_t>(), hi = highest.item<int32_t>();
+    TORCH_CHECK(lo >= 0 && hi < experts, op, ": argument 'indices' holds expert ", lo < 0 ? lo : hi,
+                ", outside the bank of NE = ", experts, " experts (valid: 0 .. ", experts - 1, ")");
+}
+
+void check_routing_matches_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
+                                 int64_t F) {
+    check_tensor(op, "x", x, {4}, "[B, C, H, W]");
+    check_tensor(op, "weight", weight, {4}, "[NE*F, C, K, K]");
+    check_tensor(op, "routing", routing, {3, 4}, "[NE, H, W] or [B, NE, H, W]");
+    TORCH_CHECK(F >= 1 && weight.size(0) % F == 0, op, ": F (output channels per expert) must be >= 1 and ",
+                "divide weight.size(0) = ", weight.size(0), "; got F = ", F);
+    const int64_t off = routing.dim() - 3;
+    if (off == 1) check_size(op, "routing", routing, 0, x.size(0), "x.size(0) (B)");
+    check_size(op, "routing", routing, off, weight.size(0) / F, "weight.size(0) / F (NE)");
+    check_size(op, "routing", routing, off + 1, x.size(2), "x.size(2) (H)");
+    check_size(op, "routing", routing, off + 2, x.size(3), "x.size(3) (W)");
 }
 
 }  // namespace smoe::checks

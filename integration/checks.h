@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 namespace smoe::checks {
@@ -35,5 +36,23 @@ void check_int32_indexable(const char *op, const char *name, const at::Tensor &t
 
 // 1 <= E <= NE.
 void check_selected_experts(const char *op, int64_t E, int64_t NE);
+
+// The shape of one SMoE layer call, from its arguments.
+struct LayerShape {
+    int64_t batch, experts, selected, out_per_expert, height, width;
+    bool shared_routing;
+};
+
+// Checks the rank, shape, dtype, device and layout of a layer's arguments (x [B,C,H,W], weight
+// [NE*F,C,K,K], indices [E,H,W] or [B,E,H,W], values like indices) but not the index values.
+LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+                       const std::optional<at::Tensor> &values, int64_t F);
+
+// Every index lies in 0 .. experts-1 (reads the tensor).
+void check_index_range(const char *op, const at::Tensor &indices, int64_t experts);
+
+// routing ([NE,H,W] or [B,NE,H,W]) scores the bank's NE = weight.size(0)/F experts on x's grid.
+void check_routing_matches_layer(const char *op, const at::Tensor &x, const at::Tensor &weight,
+                                 const at::Tensor &routing, int64_t F);
 
 }  // namespace smoe::checks

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <optional>
 #include <tuple>
 
@@ -20,5 +21,19 @@ std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t
 // Conv2d weight, K odd, zero "same" padding); indices from route_topk.
 at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                    const std::optional<at::Tensor> &values = std::nullopt, int64_t F = 1);
+
+// The SMoE layer with autograd: (y, indices) = route the top-E experts of `routing` ([NE,H,W]
+// shared or [B,NE,H,W] per-sample), then forward (weighted: gated by the routing scores).
+// Gradients flow to x, weight and routing (straight-through for the routing: DESIGN.md §4).
+std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight,
+                                               const at::Tensor &routing, int64_t E, int64_t F = 1,
+                                               bool weighted = false);
+
+// The layer's backward in one call: (grad_x, grad_weight, grad_routing), each computed only where
+// output_mask is true. values are the routing scores of the selected experts (weighted only).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward(const at::Tensor &grad_y, const at::Tensor &x,
+                                                                    const at::Tensor &weight, const at::Tensor &indices,
+                                                                    const std::optional<at::Tensor> &values, int64_t F,
+                                                                    std::array<bool, 3> output_mask);
 
 }  // namespace smoe

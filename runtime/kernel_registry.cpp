@@ -1,61 +1,88 @@
 #include "kernel_registry.h"
 
-#include "smoe_forward_per_sample_unweighted_f32.h"
-#include "smoe_forward_per_sample_unweighted_f64.h"
-#include "smoe_forward_per_sample_weighted_f32.h"
-#include "smoe_forward_per_sample_weighted_f64.h"
-#include "smoe_forward_shared_unweighted_f32.h"
-#include "smoe_forward_shared_unweighted_f64.h"
-#include "smoe_forward_shared_weighted_f32.h"
-#include "smoe_forward_shared_weighted_f64.h"
-#include "smoe_route_topk_f32.h"
-#include "smoe_route_topk_f64.h"
-#ifdef SMOE_WITH_CUDA_KERNELS
-#include "smoe_forward_per_sample_unweighted_f32_cuda.h"
-#include "smoe_forward_per_sample_weighted_f32_cuda.h"
-#include "smoe_forward_shared_unweighted_f32_cuda.h"
-#include "smoe_forward_shared_weighted_f32_cuda.h"
-#include "smoe_route_topk_f32_cuda.h"
-#endif
+#include "smoe_kernels.h"
 
 namespace smoe::runtime {
 namespace {
 
-template <auto Kernel>
+template <auto K>
 int route_topk_adapter(void *uc, const RouteTopKArgs &a) {
-    return Kernel(uc, a.routing, a.indices, a.values);
+    return K(uc, a.routing, a.indices, a.values);
 }
 
-template <auto Kernel>
-int forward_unweighted_adapter(void *uc, const ForwardArgs &a) {
-    return Kernel(uc, a.x, a.weight, a.indices, a.out_per_expert, a.y);
+// Adapters from each op's argument struct to its generated signatures (unweighted, weighted).
+template <auto K>
+int forward_unweighted(void *uc, const ForwardArgs &a) {
+    return K(uc, a.x, a.weight, a.indices, a.out_per_expert, a.y);
+}
+template <auto K>
+int forward_weighted(void *uc, const ForwardArgs &a) {
+    return K(uc, a.x, a.weight, a.indices, a.values, a.out_per_expert, a.y);
+}
+template <auto K>
+int backward_data_unweighted(void *uc, const BackwardDataArgs &a) {
+    return K(uc, a.grad_y, a.weight, a.indices, a.out_per_expert, a.grad_x);
+}
+template <auto K>
+int backward_data_weighted(void *uc, const BackwardDataArgs &a) {
+    return K(uc, a.grad_y, a.weight, a.indices, a.values, a.out_per_expert, a.grad_x);
+}
+template <auto K>
+int backward_weight_unweighted(void *uc, const BackwardWeightArgs &a) {
+    return K(uc, a.grad_y, a.x, a.indices, a.out_per_expert, a.grad_weight);
+}
+template <auto K>
+int backward_weight_weighted(void *uc, const BackwardWeightArgs &a) {
+    return K(uc, a.grad_y, a.x, a.indices, a.values, a.out_per_expert, a.grad_weight);
+}
+template <auto K>
+int gate_gradient_unweighted(void *uc, const GateGradientArgs &a) {
+    return K(uc, a.grad_y, a.indices, a.out_per_expert, a.grad_routing);
+}
+template <auto K>
+int gate_gradient_weighted(void *uc, const GateGradientArgs &a) {
+    return K(uc, a.grad_y, a.response, a.indices, a.out_per_expert, a.grad_routing);
 }
 
-template <auto Kernel>
-int forward_weighted_adapter(void *uc, const ForwardArgs &a) {
-    return Kernel(uc, a.x, a.weight, a.indices, a.values, a.out_per_expert, a.y);
-}
+// [shared_routing][weighted] for one op, dtype and device.
+template <typename Args>
+using VariantTable = Kernel<Args>[2][2];
 
-// [shared_routing][weighted]
-using ForwardTable = ForwardKernel[2][2];
+#define SMOE_VARIANT_TABLE(op, suffix)                                                         \
+    {                                                                                          \
+        {op##_unweighted<smoe_##op##_per_sample_unweighted_##suffix>,                          \
+         op##_weighted<smoe_##op##_per_sample_weighted_##suffix>},                             \
+        {op##_unweighted<smoe_##op##_shared_unweighted_##suffix>,                              \
+         op##_weighted<smoe_##op##_shared_weighted_##suffix>},                                 \
+    }
 
-constexpr ForwardTable cpu_f32 = {
-    {forward_unweighted_adapter<smoe_forward_per_sample_unweighted_f32>,
-     forward_weighted_adapter<smoe_forward_per_sample_weighted_f32>},
-    {forward_unweighted_adapter<smoe_forward_shared_unweighted_f32>,
-     forward_weighted_adapter<smoe_forward_shared_weighted_f32>}};
-constexpr ForwardTable cpu_f64 = {
-    {forward_unweighted_adapter<smoe_forward_per_sample_unweighted_f64>,
-     forward_weighted_adapter<smoe_forward_per_sample_weighted_f64>},
-    {forward_unweighted_adapter<smoe_forward_shared_unweighted_f64>,
-     forward_weighted_adapter<smoe_forward_shared_weighted_f64>}};
+// Every op's tables: CPU float32 and float64, CUDA float32 when built.
+template <typename Args>
+struct Tables;
+#define SMOE_TABLES(Op, op)                                                                    \
+    template <>                                                                                \
+    struct Tables<Op##Args> {                                                                  \
+        static constexpr VariantTable<Op##Args> cpu_f32 = SMOE_VARIANT_TABLE(op, f32);         \
+        static constexpr VariantTable<Op##Args> cpu_f64 = SMOE_VARIANT_TABLE(op, f64);         \
+        SMOE_CUDA_TABLE_##Op                                                                   \
+    };
+
 #ifdef SMOE_WITH_CUDA_KERNELS
-constexpr ForwardTable cuda_f32 = {
-    {forward_unweighted_adapter<smoe_forward_per_sample_unweighted_f32_cuda>,
-     forward_weighted_adapter<smoe_forward_per_sample_weighted_f32_cuda>},
-    {forward_unweighted_adapter<smoe_forward_shared_unweighted_f32_cuda>,
-     forward_weighted_adapter<smoe_forward_shared_weighted_f32_cuda>}};
+#define SMOE_CUDA_TABLE_Forward static constexpr VariantTable<ForwardArgs> cuda_f32 = SMOE_VARIANT_TABLE(forward, f32_cuda);
+#define SMOE_CUDA_TABLE_BackwardData static constexpr VariantTable<BackwardDataArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_data, f32_cuda);
+#define SMOE_CUDA_TABLE_BackwardWeight static constexpr VariantTable<BackwardWeightArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_weight, f32_cuda);
+#define SMOE_CUDA_TABLE_GateGradient static constexpr VariantTable<GateGradientArgs> cuda_f32 = SMOE_VARIANT_TABLE(gate_gradient, f32_cuda);
+#else
+#define SMOE_CUDA_TABLE_Forward
+#define SMOE_CUDA_TABLE_BackwardData
+#define SMOE_CUDA_TABLE_BackwardWeight
+#define SMOE_CUDA_TABLE_GateGradient
 #endif
+
+SMOE_TABLES(Forward, forward)
+SMOE_TABLES(BackwardData, backward_data)
+SMOE_TABLES(BackwardWeight, backward_weight)
+SMOE_TABLES(GateGradient, gate_gradient)
 
 }  // namespace
 
@@ -70,15 +97,22 @@ RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {
     return nullptr;
 }
 
-ForwardKernel find_forward(c10::ScalarType dtype, c10::DeviceType device, ForwardVariant v) {
-    const ForwardTable *table = nullptr;
+template <typename Args>
+Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingVariant v) {
+    const VariantTable<Args> *table = nullptr;
     if (device == c10::DeviceType::CPU) {
-        table = dtype == c10::kFloat ? &cpu_f32 : dtype == c10::kDouble ? &cpu_f64 : nullptr;
+        if (dtype == c10::kFloat) table = &Tables<Args>::cpu_f32;
+        if (dtype == c10::kDouble) table = &Tables<Args>::cpu_f64;
     }
 #ifdef SMOE_WITH_CUDA_KERNELS
-    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) table = &cuda_f32;
+    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) table = &Tables<Args>::cuda_f32;
 #endif
     return table != nullptr ? (*table)[v.shared_routing][v.weighted] : nullptr;
 }
+
+template Kernel<ForwardArgs> find_kernel<ForwardArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
+template Kernel<BackwardDataArgs> find_kernel<BackwardDataArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
+template Kernel<BackwardWeightArgs> find_kernel<BackwardWeightArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
+template Kernel<GateGradientArgs> find_kernel<GateGradientArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
 
 }  // namespace smoe::runtime

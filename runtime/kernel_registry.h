@@ -16,20 +16,44 @@ struct RouteTopKArgs {
 };
 using RouteTopKKernel = int (*)(void *user_context, const RouteTopKArgs &args);
 
-struct ForwardVariant {
-    bool shared_routing;
-    bool weighted;
+// The variants every SMoE kernel below is compiled in.
+struct RoutingVariant {
+    bool shared_routing;  // routing [E,H,W] for the whole batch, else per sample
+    bool weighted;        // outputs gated by the routing scores
 };
+
 struct ForwardArgs {
     halide_buffer_t *x, *weight, *indices;
     halide_buffer_t *values;  // null unless weighted
     int out_per_expert;
     halide_buffer_t *y;
 };
-using ForwardKernel = int (*)(void *user_context, const ForwardArgs &args);
+struct BackwardDataArgs {
+    halide_buffer_t *grad_y, *weight, *indices;
+    halide_buffer_t *values;  // null unless weighted
+    int out_per_expert;
+    halide_buffer_t *grad_x;
+};
+struct BackwardWeightArgs {
+    halide_buffer_t *grad_y, *x, *indices;
+    halide_buffer_t *values;  // null unless weighted
+    int out_per_expert;
+    halide_buffer_t *grad_weight;
+};
+struct GateGradientArgs {
+    halide_buffer_t *grad_y;
+    halide_buffer_t *response;  // u, null unless weighted
+    halide_buffer_t *indices;
+    int out_per_expert;
+    halide_buffer_t *grad_routing;
+};
+
+template <typename Args>
+using Kernel = int (*)(void *user_context, const Args &args);
 
 // nullptr when the build has no such kernel.
 RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device);
-ForwardKernel find_forward(c10::ScalarType dtype, c10::DeviceType device, ForwardVariant variant);
+template <typename Args>
+Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingVariant variant);
 
 }  // namespace smoe::runtime

@@ -27,6 +27,18 @@ at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tens
     return y;
 }
 
+std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
+                                               int64_t E, int64_t F, bool weighted) {
+    const int64_t expert_dim = routing.dim() - 3;
+    auto [indices, unused] = route_topk(routing.detach(), E);
+    const at::Tensor values = at::gather(routing, expert_dim, indices.to(at::kLong));  // differentiable
+    const at::Tensor u = forward(x, weight, indices, std::nullopt, F);
+    const int64_t B = x.size(0);
+    at::Tensor gate = (values.dim() == 3 ? values.unsqueeze(0).expand({B, -1, -1, -1}) : values).repeat_interleave(F, 1);
+    at::Tensor y = weighted ? u * gate : u + (gate - gate.detach());
+    return {y, indices};
+}
+
 std::string compare(const at::Tensor &actual, const at::Tensor &expected, double tolerance) {
     std::ostringstream out;
     if (actual.sizes() != expected.sizes()) {

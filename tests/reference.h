@@ -18,6 +18,12 @@ std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t
 at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                    const std::optional<at::Tensor> &values, int64_t F);
 
+// The layer, differentiable by LibTorch's autograd: top-E routing, the dense forward, gated by
+// the routing scores when weighted; unweighted, the routing gets the straight-through gradient
+// (Σ_f dy at each selected expert) through a term that is zero in value. Returns (y, indices).
+std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
+                                               int64_t E, int64_t F, bool weighted);
+
 // Empty when |actual - expected| <= tolerance · max(1, max|expected|) everywhere; otherwise a
 // message with the worst coordinate and values.
 std::string compare(const at::Tensor &actual, const at::Tensor &expected, double tolerance);

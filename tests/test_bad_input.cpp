@@ -133,7 +133,7 @@ TEST(HalideErrors, BecomeExceptionsWithHalidesMessage) {
     ValidForward v;
     const at::Tensor too_many_slots = at::empty({2, 3, 5, 6});
     runtime::TensorBuffer x(v.x), weight(v.weight), indices(v.indices), y(too_many_slots);
-    auto kernel = runtime::find_forward(at::kFloat, at::kCPU, runtime::ForwardVariant{true, false});
+    auto kernel = runtime::find_kernel<runtime::ForwardArgs>(at::kFloat, at::kCPU, runtime::RoutingVariant{true, false});
     ASSERT_NE(kernel, nullptr);
     runtime::ForwardArgs args{x.get(), weight.get(), indices.get(), nullptr, 1, y.get()};
     EXPECT_ERROR(runtime::run_kernel("smoe::forward", kernel, args, v.x.device()), "smoe::forward",

@@ -9,7 +9,7 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "forward"]
+__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "TensorRoutingGate", "SpatialMoE2d"]
 
 
 def library_path() -> str:
@@ -24,3 +24,6 @@ torch.ops.load_library(library_path())
 
 route_topk = torch.ops.smoe.route_topk
 forward = torch.ops.smoe.forward
+spatial_moe = torch.ops.smoe.spatial_moe
+
+from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)

@@ -1,0 +1,114 @@
+// Spatial MoE backward, weight side (DESIGN.md §4 "Backward, expert side"):
+//   grad_weight[e·F+f, c, kh, kw] = Σ over (b, h, w, j) with idx(j,h,w) = e of
+//                                   dŷ[b, j·F+f, h, w] · x[b, c, h+kh−P, w+kw−P]
+// with dŷ = dy (times the routing score when weighted).
+//
+// Deterministic by construction: the grid is cut into bands of `band_rows` rows; each band sums
+// its pixels into a private copy of the gradient in a fixed order, then the bands are added in
+// band order. The result depends on band_rows, never on how many threads run the bands.
+#include "Halide.h"
+
+#include "backward_weight_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class SpatialMoEBackwardWeight : public Generator<SpatialMoEBackwardWeight> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    GeneratorParam<bool> shared_routing{"shared_routing", true};
+    GeneratorParam<bool> weighted{"weighted", false};
+    GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
+    GeneratorParam<int> channel_vectors{"channel_vectors", 0};  // schedule knob, 0 = default
+
+    GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
+    GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
+    GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
+    GeneratorInput<Buffer<>> *values = nullptr;          // like indices; only when weighted
+    GeneratorInput<int32_t> *out_per_expert = nullptr;   // F
+    GeneratorOutput<Buffer<>> *grad_weight = nullptr;    // (kw, kh, c, expert·F + f)
+
+    void configure() {
+        const int routing_dims = shared_routing ? 3 : 4;
+        grad_y = add_input<Buffer<>>("grad_y", dtype, 4);
+        x = add_input<Buffer<>>("x", dtype, 4);
+        indices = add_input<Buffer<int32_t>>("indices", routing_dims);
+        if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
+        out_per_expert = add_input<int32_t>("F");
+        grad_weight = add_output<Buffer<>>("grad_weight", dtype, 4);
+    }
+
+    void generate() {
+        Var w("w"), h("h"), c("c"), b("b"), jf("jf"), kw("kw"), kh("kh"), row("row"), band("band");
+        Expr F = *out_per_expert;
+        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        Expr batch = x->dim(3).extent();
+        Expr slots = grad_y->dim(2).extent();
+        Expr K = grad_weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr rows = grad_weight->dim(3).extent();
+        Expr experts = rows / F;
+        Expr bands = (height + band_rows - 1) / band_rows;
+
+        Func input = BoundaryConditions::constant_exterior(
+            *x, cast(dtype, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+
+        Func gated("gated");
+        Expr gate = cast(dtype, 1);
+        if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
+        gated(w, h, jf, b) = weighted ? (*grad_y)(w, h, jf, b) * gate : (*grad_y)(w, h, jf, b);
+
+        std::vector<Var> row_args = {w, h, jf};
+        if (!shared_routing) row_args.push_back(b);
+        std::vector<Expr> slot_args = {w, h, jf / F};
+        if (!shared_routing) slot_args.push_back(b);
+        Func expert_row("expert_row");
+        expert_row(row_args) = clamp((*indices)(slot_args), 0, experts - 1) * F + jf % F;
+
+        // What one (pixel, output channel) adds to its expert's row: with shared routing the whole
+        // batch goes to the same row, so it is summed first.
+        Func contribution("contribution");
+        RDom rb(0, batch, "rb");
+        if (shared_routing) {
+            contribution(kw, kh, c, w, h, jf) = cast(dtype, 0);
+            contribution(kw, kh, c, w, h, jf) += gated(w, h, jf, rb) * input(w + kw - pad, h + kh - pad, c, rb);
+        } else {
+            contribution(kw, kh, c, w, h, jf, b) = gated(w, h, jf, b) * input(w + kw - pad, h + kh - pad, c, b);
+        }
+
+        // Per band, its pixels scattered into the experts' rows. Rows past the grid (the last
+        // band may be partial) add zero to the edge row.
+        RDom p = shared_routing ? RDom(0, slots, 0, width, 0, band_rows, "p")
+                                : RDom(0, slots, 0, width, 0, band_rows, 0, batch, "p");
+        Expr grid_row = band * band_rows + p.z;
+        Expr in_grid = grid_row < height;
+        Expr clamped_row = min(grid_row, height - 1);
+        std::vector<Expr> pixel_row = {p.y, clamped_row, p.x};
+        std::vector<Expr> pixel_contribution = {kw, kh, c, p.y, clamped_row, p.x};
+        if (!shared_routing) {
+            pixel_row.push_back(p.w);
+            pixel_contribution.push_back(p.w);
+        }
+        Func partial("partial");
+        partial(kw, kh, c, row, band) = cast(dtype, 0);
+        partial(kw, kh, c, expert_row(pixel_row), band) +=
+            select(in_grid, contribution(pixel_contribution), cast(dtype, 0));
+
+        RDom t(0, bands, "t");
+        Func total("total");
+        total(kw, kh, c, row) = cast(dtype, 0);
+        total(kw, kh, c, row) += partial(kw, kh, c, row, t);
+        (*grad_weight)(kw, kh, c, row) = total(kw, kh, c, row);
+
+        BackwardWeightStages stages{input, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
+                                    w, h, jf, b, rb, p, t, shared_routing};
+        schedule_backward_weight(stages, BackwardWeightKnobs{channel_vectors}, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::SpatialMoEBackwardWeight, smoe_backward_weight)

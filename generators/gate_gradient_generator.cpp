@@ -1,0 +1,79 @@
+// Gate gradient, straight-through mode (DESIGN.md §4 "Backward, gate side"): at each selected
+// expert e = idx(j,h,w), grad_routing[.., e, h, w] = Σ_f dy[.., j·F+f, h, w] (unweighted) or
+// Σ_f dy·u (weighted, u the expert's ungated response); 0 at unselected experts; undamped. With
+// shared routing the batch is summed as well.
+#include "Halide.h"
+
+#include "gate_gradient_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class GateGradient : public Generator<GateGradient> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    GeneratorParam<bool> shared_routing{"shared_routing", true};
+    GeneratorParam<bool> weighted{"weighted", false};
+
+    GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
+    GeneratorInput<Buffer<>> *response = nullptr;        // u, like grad_y; only when weighted
+    GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
+    GeneratorInput<int32_t> *out_per_expert = nullptr;   // F
+    GeneratorOutput<Buffer<>> *grad_routing = nullptr;   // (w, h, e) or (w, h, e, b)
+
+    void configure() {
+        const int routing_dims = shared_routing ? 3 : 4;
+        grad_y = add_input<Buffer<>>("grad_y", dtype, 4);
+        if (weighted) response = add_input<Buffer<>>("response", dtype, 4);
+        indices = add_input<Buffer<int32_t>>("indices", routing_dims);
+        out_per_expert = add_input<int32_t>("F");
+        grad_routing = add_output<Buffer<>>("grad_routing", dtype, routing_dims);
+    }
+
+    void generate() {
+        Var w("w"), h("h"), j("j"), e("e"), b("b");
+        Expr F = *out_per_expert;
+        Expr batch = grad_y->dim(3).extent();
+        Expr selected = indices->dim(2).extent();
+        Expr experts = grad_routing->dim(2).extent();
+
+        auto signal = [&](const Expr &jf, const Expr &sample) {
+            Expr dy = (*grad_y)(w, h, jf, sample);
+            return weighted ? dy * (*response)(w, h, jf, sample) : dy;
+        };
+        // Per slot: summed over the expert's F channels (and the batch for shared routing).
+        Func slot_gradient("slot_gradient");
+        if (shared_routing) {
+            RDom r(0, F, 0, batch, "r");
+            slot_gradient(w, h, j) = cast(dtype, 0);
+            slot_gradient(w, h, j) += signal(j * F + r.x, r.y);
+        } else {
+            RDom r(0, F, "r");
+            slot_gradient(w, h, j, b) = cast(dtype, 0);
+            slot_gradient(w, h, j, b) += signal(j * F + r.x, b);
+        }
+
+        // Scattered to the experts (indices are distinct per pixel; += keeps it well defined).
+        RDom s(0, selected, "s");
+        Func gradient("gradient");
+        if (shared_routing) {
+            gradient(w, h, e) = cast(dtype, 0);
+            gradient(w, h, clamp((*indices)(w, h, s), 0, experts - 1)) += slot_gradient(w, h, s);
+            (*grad_routing)(w, h, e) = gradient(w, h, e);
+        } else {
+            gradient(w, h, e, b) = cast(dtype, 0);
+            gradient(w, h, clamp((*indices)(w, h, s, b), 0, experts - 1), b) += slot_gradient(w, h, s, b);
+            (*grad_routing)(w, h, e, b) = gradient(w, h, e, b);
+        }
+
+        GateGradientStages stages{slot_gradient, gradient, *grad_routing, w, h, j, e, b, s, shared_routing};
+        schedule_gate_gradient(stages, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::GateGradient, smoe_gate_gradient)

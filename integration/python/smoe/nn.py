@@ -1,0 +1,72 @@
+"""torch.nn modules over torch.ops.smoe: the tensor routing gate and the SMoE convolution."""
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["TensorRoutingGate", "SpatialMoE2d"]
+
+
+class TensorRoutingGate(nn.Module):
+    """The paper's tensor routing: a learned score per (expert, grid point), [NE, H, W].
+
+    Scores start uniform in +-sqrt(3*NE/E). One gate may feed several SpatialMoE2d layers on the
+    same grid; their gradients add up in ``routing``.
+    """
+
+    def __init__(self, experts, selected, height, width):
+        super().__init__()
+        if not 1 <= selected <= experts:
+            raise ValueError(f"TensorRoutingGate: need 1 <= selected <= experts, got {selected} and {experts}")
+        self.experts = experts
+        self.selected = selected
+        self.routing = nn.Parameter(torch.empty(experts, height, width))
+        self.reset_parameters()
+
+    def _bound(self):
+        return math.sqrt(3.0 * self.experts / self.selected)
+
+    def reset_parameters(self):
+        nn.init.uniform_(self.routing, -self._bound(), self._bound())
+
+    @torch.no_grad()
+    def init_from_class_map(self, class_map, classes):
+        """Route class k of ``class_map`` ([H, W] integers) to its own block of NE/classes experts."""
+        if class_map.shape != self.routing.shape[1:]:
+            raise ValueError(f"class_map must have the grid's shape {tuple(self.routing.shape[1:])}, "
+                             f"got {tuple(class_map.shape)}")
+        if not 1 <= classes <= self.experts:
+            raise ValueError(f"classes must be in 1 .. {self.experts}, got {classes}")
+        labels = class_map.to(self.routing.device, torch.long)
+        if labels.min() < 0 or labels.max() >= classes:
+            raise ValueError(f"class_map holds labels outside 0 .. {classes - 1}")
+        block = torch.arange(self.experts, device=labels.device) * classes // self.experts
+        in_block = block.view(-1, 1, 1) == labels.unsqueeze(0)
+        self.routing.copy_(torch.where(in_block, self._bound(), -self._bound()))
+
+
+class SpatialMoE2d(nn.Module):
+    """SMoE convolution: a bank of NE experts (a Conv2d(C, NE*F, K) weight), E selected per point.
+
+    ``forward(x)`` returns y [B, E*F, H, W]; the experts used are kept in ``last_indices``.
+    """
+
+    def __init__(self, in_channels, gate, kernel_size=3, out_per_expert=1, weighted=False):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"SpatialMoE2d: kernel_size must be odd, got {kernel_size}")
+        self.gate = gate
+        self.out_per_expert = out_per_expert
+        self.weighted = weighted
+        self.weight = nn.Parameter(torch.empty(gate.experts * out_per_expert, in_channels, kernel_size, kernel_size))
+        self.last_indices = None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x):
+        y, indices = torch.ops.smoe.spatial_moe(x, self.weight, self.gate.routing, self.gate.selected,
+                                                self.out_per_expert, self.weighted)
+        self.last_indices = indices
+        return y

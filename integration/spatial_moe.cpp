@@ -1,0 +1,129 @@
+// smoe::spatial_moe (the layer: routing + forward) and smoe::spatial_moe_backward: argument
+// checks and the CPU, CUDA and Meta implementations. Autograd: autograd/spatial_moe_autograd.cpp.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "checks.h"
+#include "halide_call.h"
+#include "kernel_registry.h"
+#include "smoe_ops.h"
+#include "tensor_buffer.h"
+
+namespace smoe {
+namespace {
+
+constexpr const char *kLayerOp = "smoe::spatial_moe";
+constexpr const char *kBackwardOp = "smoe::spatial_moe_backward";
+
+// Without autograd: route, then forward. Runs for every backend through the dispatcher.
+std::tuple<at::Tensor, at::Tensor> spatial_moe_composite(const at::Tensor &x, const at::Tensor &weight,
+                                                         const at::Tensor &routing, int64_t E, int64_t F,
+                                                         bool weighted) {
+    if (!x.is_meta()) checks::check_routing_matches_layer(kLayerOp, x, weight, routing, F);
+    auto [indices, values] = smoe::route_topk(routing, E);
+    at::Tensor y = smoe::forward(x, weight, indices, weighted ? std::optional<at::Tensor>(values) : std::nullopt, F);
+    return {y, indices};
+}
+
+template <typename Args>
+runtime::Kernel<Args> kernel_for(const at::Tensor &t, const checks::LayerShape &s, bool weighted, const char *what) {
+    auto kernel = runtime::find_kernel<Args>(t.scalar_type(), t.device().type(),
+                                             runtime::RoutingVariant{s.shared_routing, weighted});
+    TORCH_CHECK(kernel != nullptr, kBackwardOp, ": no ", what, " kernel for ", t.scalar_type(), " on ", t.device(),
+                " in this build");
+    return kernel;
+}
+
+std::vector<int64_t> routing_shape(const checks::LayerShape &s) {
+    if (s.shared_routing) return {s.experts, s.height, s.width};
+    return {s.batch, s.experts, s.height, s.width};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_compiled(
+    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+    const std::optional<at::Tensor> &values, int64_t F, std::array<bool, 3> output_mask) {
+    const checks::LayerShape s = checks::check_layer(kBackwardOp, x, weight, indices, values, F);
+    checks::check_tensor(kBackwardOp, "grad_y", grad_y, {4}, "[B, E*F, H, W]");
+    checks::check_same_dtype_device(kBackwardOp, "grad_y", grad_y, "x", x);
+    TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({s.batch, s.selected * F, s.height, s.width}), kBackwardOp,
+                ": argument 'grad_y' must have the forward's output shape [B, E*F, H, W] = ",
+                checks::shape_string({s.batch, s.selected * F, s.height, s.width}), ", got ",
+                checks::shape_string(grad_y.sizes()));
+    checks::check_index_range(kBackwardOp, indices, s.experts);
+    const bool weighted = values.has_value();
+    const int out_per_expert = static_cast<int>(F);
+
+    runtime::TensorBuffer grad_y_buf(grad_y), x_buf(x), weight_buf(weight), indices_buf(indices);
+    std::optional<runtime::TensorBuffer> values_buf;
+    if (weighted) values_buf.emplace(*values);
+    halide_buffer_t *values_ptr = weighted ? values_buf->get() : nullptr;
+
+    at::Tensor grad_x, grad_weight, grad_routing;
+    if (output_mask[0]) {
+        grad_x = at::empty_like(x);
+        runtime::TensorBuffer out(grad_x);
+        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardDataArgs>(x, s, weighted, "backward-data"),
+                            runtime::BackwardDataArgs{grad_y_buf.get(), weight_buf.get(), indices_buf.get(),
+                                                      values_ptr, out_per_expert, out.get()},
+                            x.device());
+    }
+    if (output_mask[1]) {
+        grad_weight = at::empty_like(weight);
+        runtime::TensorBuffer out(grad_weight);
+        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardWeightArgs>(x, s, weighted, "backward-weight"),
+                            runtime::BackwardWeightArgs{grad_y_buf.get(), x_buf.get(), indices_buf.get(), values_ptr,
+                                                        out_per_expert, out.get()},
+                            x.device());
+    }
+    if (output_mask[2]) {
+        grad_routing = at::empty(routing_shape(s), x.options());
+        runtime::TensorBuffer out(grad_routing);
+        // Weighted: the gate's gradient needs each expert's ungated response u, recomputed here
+        // (an unweighted forward) rather than kept from the forward pass or divided out of y.
+        at::Tensor response;
+        std::optional<runtime::TensorBuffer> response_buf;
+        if (weighted) {
+            response = smoe::forward(x, weight, indices, std::nullopt, F);
+            response_buf.emplace(response);
+        }
+        runtime::run_kernel(kBackwardOp, kernel_for<runtime::GateGradientArgs>(x, s, weighted, "gate-gradient"),
+                            runtime::GateGradientArgs{grad_y_buf.get(), weighted ? response_buf->get() : nullptr,
+                                                      indices_buf.get(), out_per_expert, out.get()},
+                            x.device());
+    }
+    return {grad_x, grad_weight, grad_routing};
+}
+
+// Shape-only (fake/meta tensors, torch.compile): works on symbolic sizes.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_meta(
+    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+    const std::optional<at::Tensor> &values, int64_t F, std::array<bool, 3> output_mask) {
+    TORCH_CHECK(x.dim() == 4 && weight.dim() == 4 && grad_y.dim() == 4 && (indices.dim() == 3 || indices.dim() == 4),
+                kBackwardOp, ": expected grad_y, x, weight of rank 4 and indices of rank 3 or 4");
+    checks::check_floating(kBackwardOp, "x", x);
+    checks::check_same_dtype_device(kBackwardOp, "grad_y", grad_y, "x", x);
+    checks::check_same_dtype_device(kBackwardOp, "weight", weight, "x", x);
+    checks::check_dtype(kBackwardOp, "indices", indices, at::kInt);
+    if (values.has_value()) checks::check_same_dtype_device(kBackwardOp, "values", *values, "x", x);
+    TORCH_CHECK(F >= 1, kBackwardOp, ": F (output channels per expert) must be >= 1, got ", F);
+    at::Tensor grad_x, grad_weight, grad_routing;
+    if (output_mask[0]) grad_x = at::empty_symint(x.sym_sizes(), x.options());
+    if (output_mask[1]) grad_weight = at::empty_symint(weight.sym_sizes(), weight.options());
+    if (output_mask[2]) {
+        std::vector<c10::SymInt> shape = indices.sym_sizes().vec();
+        shape[indices.dim() - 3] = weight.sym_size(0) / F;
+        grad_routing = at::empty_symint(shape, x.options());
+    }
+    return {grad_x, grad_weight, grad_routing};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(smoe, CompositeExplicitAutograd, m) { m.impl("spatial_moe", spatial_moe_composite); }
+TORCH_LIBRARY_IMPL(smoe, CPU, m) { m.impl("spatial_moe_backward", spatial_moe_backward_compiled); }
+TORCH_LIBRARY_IMPL(smoe, Meta, m) { m.impl("spatial_moe_backward", spatial_moe_backward_meta); }
+#ifdef SMOE_WITH_TORCH_CUDA
+TORCH_LIBRARY_IMPL(smoe, CUDA, m) { m.impl("spatial_moe_backward", spatial_moe_backward_compiled); }
+#endif
+
+}  // namespace smoe

@@ -1,0 +1,31 @@
+// How the backward-weight generator runs: its stages, knobs and schedule entry points.
+#pragma once
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of generators/backward_weight_generator.cpp that a schedule makes decisions about.
+struct BackwardWeightStages {
+    Halide::Func input;         // x with zero padding, (w, h, c, b)
+    Halide::Func contribution;  // (kw, kh, c, w, h, jf[, b]); shared routing: a reduction over rb
+    Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p
+    Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
+    Halide::Func output;        // grad_weight, (kw, kh, c, row)
+    Halide::Var kw, kh, c, row, band, w, h, jf, b;
+    Halide::RDom rb, p, t;
+    bool shared_routing;
+};
+
+struct BackwardWeightKnobs {
+    int channel_vectors;  // CPU: channel vectors kept in registers across the batch reduction
+};
+
+void schedule_backward_weight(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+                              const Halide::Target &target);
+void schedule_backward_weight_cpu(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+                                  const Halide::Target &target);
+void schedule_backward_weight_gpu(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+                                  const Halide::Target &target);
+
+}  // namespace smoe

@@ -1,0 +1,25 @@
+// CPU schedule of the gate gradient: one grid row per task; slot sums vectorised across pixels,
+// then each pixel's slots scattered to its experts.
+#include "gate_gradient_schedule.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_gate_gradient_cpu(GateGradientStages &s, const Target &target) {
+    const int lanes = target.natural_vector_size(s.output.type());
+    Func out = s.output;
+    Var row("row");
+    if (s.shared_routing) {
+        out.parallel(s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+        s.gradient.compute_at(out, s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+    } else {
+        out.fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+        s.gradient.compute_at(out, row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+    }
+    s.gradient.update().reorder(s.s, s.w);
+    s.slot_gradient.compute_at(s.gradient, s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+    s.slot_gradient.update().vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+}
+
+}  // namespace smoe

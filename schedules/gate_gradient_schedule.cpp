@@ -1,0 +1,13 @@
+#include "gate_gradient_schedule.h"
+
+namespace smoe {
+
+void schedule_gate_gradient(GateGradientStages &stages, const Halide::Target &target) {
+    if (target.has_gpu_feature()) {
+        schedule_gate_gradient_gpu(stages, target);
+    } else {
+        schedule_gate_gradient_cpu(stages, target);
+    }
+}
+
+}  // namespace smoe
