@@ -116,6 +116,10 @@ void check_index_range(const char *op, const at::Tensor &indices, int64_t expert
                 ", outside the bank of NE = ", experts, " experts (valid: 0 .. ", experts - 1, ")");
 }
 
+bool has_concrete_shape(const at::Tensor &t) {
+    return !t.is_meta() && !t.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
+}
+
 void check_routing_matches_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
                                  int64_t F) {
     check_tensor(op, "x", x, {4}, "[B, C, H, W]");

@@ -51,6 +51,9 @@ LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &we
 // Every index lies in 0 .. experts-1 (reads the tensor).
 void check_index_range(const char *op, const at::Tensor &indices, int64_t experts);
 
+// False for fake tensors with symbolic shapes (torch.compile), whose sizes cannot be read.
+bool has_concrete_shape(const at::Tensor &t);
+
 // routing ([NE,H,W] or [B,NE,H,W]) scores the bank's NE = weight.size(0)/F experts on x's grid.
 void check_routing_matches_layer(const char *op, const at::Tensor &x, const at::Tensor &weight,
                                  const at::Tensor &routing, int64_t F);

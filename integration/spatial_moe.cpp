@@ -19,7 +19,7 @@ constexpr const char *kBackwardOp = "smoe::spatial_moe_backward";
 std::tuple<at::Tensor, at::Tensor> spatial_moe_composite(const at::Tensor &x, const at::Tensor &weight,
                                                          const at::Tensor &routing, int64_t E, int64_t F,
                                                          bool weighted) {
-    if (!x.is_meta()) checks::check_routing_matches_layer(kLayerOp, x, weight, routing, F);
+    if (checks::has_concrete_shape(x)) checks::check_routing_matches_layer(kLayerOp, x, weight, routing, F);
     auto [indices, values] = smoe::route_topk(routing, E);
     at::Tensor y = smoe::forward(x, weight, indices, weighted ? std::optional<at::Tensor>(values) : std::nullopt, F);
     return {y, indices};

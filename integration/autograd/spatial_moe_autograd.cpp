@@ -18,7 +18,7 @@ public:
     static variable_list forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &weight,
                                  const at::Tensor &routing, int64_t E, int64_t F, bool weighted) {
         at::AutoDispatchBelowADInplaceOrView below_autograd;
-        if (!x.is_meta()) checks::check_routing_matches_layer("smoe::spatial_moe", x, weight, routing, F);
+        if (checks::has_concrete_shape(x)) checks::check_routing_matches_layer("smoe::spatial_moe", x, weight, routing, F);
         auto [indices, values] = smoe::route_topk(routing, E);
         std::optional<at::Tensor> gate;
         if (weighted) gate = values;
