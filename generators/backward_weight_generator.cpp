@@ -103,7 +103,7 @@ public:
         (*grad_weight)(kw, kh, c, row) = total(kw, kh, c, row);
 
         BackwardWeightStages stages{input, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
-                                    w, h, jf, b, rb, p, t, shared_routing};
+                                    w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent()};
         schedule_backward_weight(stages, BackwardWeightKnobs{channel_vectors}, get_target());
     }
 };

@@ -15,10 +15,11 @@ struct BackwardWeightStages {
     Halide::Var kw, kh, c, row, band, w, h, jf, b;
     Halide::RDom rb, p, t;
     bool shared_routing;
+    Halide::Expr channels;  // C, for specialisations
 };
 
 struct BackwardWeightKnobs {
-    int channel_vectors;  // CPU: channel vectors kept in registers across the batch reduction
+    int channel_vectors;  // CPU: channel vectors summed over the batch in registers
 };
 
 void schedule_backward_weight(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,

@@ -1,8 +1,7 @@
 // CPU schedule of the weight gradient: one parallel task per band of rows. Its input rows are
-// re-laid out channel-innermost; per (pixel, output channel) the contribution over all
-// (kh, kw, c) is accumulated across the batch with `channel_vectors` channel vectors in
-// registers, then added to the expert's row of the band's partial sum. Bands are summed last,
-// in band order, vectorised over channels.
+// re-laid out channel-innermost; per (pixel, output channel, kh, kw) a chunk of `channel_vectors`
+// channel vectors is accumulated across the batch in registers, then added to the expert's row of
+// the band's partial sum. Bands are summed last, in band order, vectorised over channels.
 #include "backward_weight_schedule.h"
 
 namespace smoe {
@@ -12,29 +11,42 @@ using namespace Halide;
 void schedule_backward_weight_cpu(BackwardWeightStages &s, const BackwardWeightKnobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.output.type());
     const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
-    const int channel_vectors = knobs.channel_vectors > 0 ? knobs.channel_vectors : registers * 3 / 4;
+    const int channel_vectors = knobs.channel_vectors > 0 ? knobs.channel_vectors : registers / 2;
+    const int chunk = lanes * channel_vectors;
 
     s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);
     s.partial.reorder(s.c, s.kw, s.kh, s.row, s.band).parallel(s.band).vectorize(s.c, lanes, TailStrategy::GuardWithIf);
-    Stage scatter = s.partial.update();
-    if (s.shared_routing) {
-        scatter.reorder(s.c, s.kw, s.kh, s.p.x, s.p.y, s.p.z, s.band);
-    } else {
-        scatter.reorder(s.c, s.kw, s.kh, s.p.x, s.p.w, s.p.y, s.p.z, s.band);
-    }
-    scatter.parallel(s.band).vectorize(s.c, lanes, TailStrategy::GuardWithIf);
 
-    // The contribution of one (pixel, output channel): all (kh, kw, c), channel-innermost.
-    const std::vector<Var> contribution_args = s.contribution.args();
-    s.contribution.compute_at(s.partial, s.p.x).reorder_storage(s.c, s.kw, s.kh)
-        .vectorize(s.c, lanes, TailStrategy::GuardWithIf);
+    // Per (pixel, output channel, kh, kw): a chunk of channels at a time, summed over the batch in
+    // registers (the contribution), then added to the expert's row of the band's partial sum.
+    // Narrower chunks serve fewer channels, down to scalars for C < vector width.
+    Var co("co"), ci("ci");
+    Stage scatter = s.partial.update();
+    auto schedule_scatter = [&](Stage stage, int channels_per_chunk) {
+        stage.split(s.c, co, ci, channels_per_chunk, TailStrategy::GuardWithIf);
+        if (s.shared_routing) {
+            stage.reorder(ci, co, s.kw, s.kh, s.p.x, s.p.y, s.p.z, s.band);
+        } else {
+            stage.reorder(ci, co, s.kw, s.kh, s.p.x, s.p.w, s.p.y, s.p.z, s.band);
+        }
+        stage.parallel(s.band);
+        if (channels_per_chunk >= lanes) stage.vectorize(ci, lanes).unroll(ci);
+    };
+    const Expr channels = s.channels;
+    schedule_scatter(scatter.specialize(channels >= chunk), chunk);
+    schedule_scatter(scatter.specialize(channels >= lanes), lanes);
+    schedule_scatter(scatter, 1);
+
+    // A fixed-size buffer (one chunk at one pixel), so that it lives on the stack, in registers.
+    s.contribution.compute_at(s.partial, co);
+    for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? chunk : 1);
+    s.contribution.vectorize(s.c, lanes, TailStrategy::GuardWithIf)
+        .unroll(s.c, channel_vectors, TailStrategy::GuardWithIf);
     if (s.shared_routing) {
-        Var co("co"), ci("ci");
         s.contribution.update()
-            .split(s.c, co, ci, lanes * channel_vectors, TailStrategy::GuardWithIf)
-            .reorder(ci, s.rb, co, s.kw, s.kh)
-            .vectorize(ci, lanes, TailStrategy::GuardWithIf)
-            .unroll(ci);
+            .reorder(s.c, s.rb, s.kw, s.kh)
+            .vectorize(s.c, lanes, TailStrategy::GuardWithIf)
+            .unroll(s.c, channel_vectors, TailStrategy::GuardWithIf);
     }
 
     // Channel-innermost copy of the band's input rows (plus the halo).

@@ -10,11 +10,12 @@ void schedule_gate_gradient_cpu(GateGradientStages &s, const Target &target) {
     const int lanes = target.natural_vector_size(s.output.type());
     Func out = s.output;
     Var row("row");
+    // Rows outermost: a row's slot sums and scatter are computed once, for all its experts.
     if (s.shared_routing) {
-        out.parallel(s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+        out.reorder(s.w, s.e, s.h).parallel(s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
         s.gradient.compute_at(out, s.h).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
     } else {
-        out.fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
+        out.reorder(s.w, s.e, s.h, s.b).fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
         s.gradient.compute_at(out, row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
     }
     s.gradient.update().reorder(s.s, s.w);

@@ -74,22 +74,40 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
     }
     schedule_output(out, tiles.back());
 
-    // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and every
-    // vector of a pixel's tile unrolled, so that it lives in registers across the reduction.
-    s.accumulator.compute_at(out, bo)
-        .reorder_storage(s.b, s.channel, s.w, s.h)
-        .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
-        .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
-        .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
-    std::vector<VarOrRVar> order = {s.b, s.channel, s.inner};
-    order.insert(order.end(), s.outer.begin(), s.outer.end());
-    order.push_back(s.w);
-    order.push_back(s.h);
-    s.accumulator.update()
-        .reorder(order)
-        .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
-        .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
-        .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+    std::vector<VarOrRVar> outer_loops(s.outer.begin(), s.outer.end());
+    if (s.channel_tiles_inside_outer) {
+        // The pixel tile's [channels x batch] accumulator stays in L1; register tiles of it are
+        // loaded and stored around each pass of the inner reduction.
+        Var ao("ao"), ai("ai"), ab("ab"), av("av");
+        s.accumulator.compute_at(out, wo).reorder_storage(s.b, s.channel, s.w, s.h);
+        s.accumulator.vectorize(s.b, lanes, TailStrategy::GuardWithIf);
+        Stage update = s.accumulator.update();
+        update.split(s.channel, ao, ai, accumulators, TailStrategy::GuardWithIf)
+            .split(s.b, ab, av, lanes, TailStrategy::GuardWithIf);
+        std::vector<VarOrRVar> order = {av, ai, s.inner, ab, ao};
+        order.insert(order.end(), outer_loops.begin(), outer_loops.end());
+        order.push_back(s.w);
+        order.push_back(s.h);
+        update.reorder(order).vectorize(av).unroll(ai);
+    } else {
+        // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and
+        // every vector of a pixel's tile unrolled, so that it lives in registers across the
+        // reduction.
+        s.accumulator.compute_at(out, bo)
+            .reorder_storage(s.b, s.channel, s.w, s.h)
+            .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
+            .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
+            .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+        std::vector<VarOrRVar> order = {s.b, s.channel, s.inner};
+        order.insert(order.end(), outer_loops.begin(), outer_loops.end());
+        order.push_back(s.w);
+        order.push_back(s.h);
+        s.accumulator.update()
+            .reorder(order)
+            .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
+            .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
+            .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+    }
 
     const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
     s.bank.compute_root().reorder_storage(k[2], k[0], k[1], k[3]).reorder(k[2], k[0], k[1], k[3]).parallel(k[3]);

@@ -13,6 +13,10 @@ struct PixelTileStages {
     Halide::Func bank;         // (kw, kh, c, row): re-laid out channel-innermost once per call
     Halide::Func expert_row;   // weight row per (w, h, slot[, b])
     bool expert_row_by_rows;   // true: computed for the rows of a task (read at neighbour pixels)
+    // true: the channel tiles loop inside the outer reduction (kh, kw), over an L1-resident
+    // accumulator of the pixel's whole [channels x batch]: the inner loop's gathered rows change
+    // with the outer reduction, and this keeps them in L1 from one channel tile to the next.
+    bool channel_tiles_inside_outer;
     Halide::Func accumulator;  // (w, h, channel, b) with one update whose reduction is `inner`...
     Halide::Func output;       // (w, h, channel, b)
     Halide::Var w, h, channel, b;
