@@ -1,4 +1,4 @@
-// The CUDA kernels against the CPU reference. Skipped where no GPU (or no CUDA build) is present.
+// The CUDA kernels (routing, forward, all three gradients) against the CPU reference. Skipped where no GPU (or no CUDA build) is present.
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
@@ -31,6 +31,25 @@ TEST_P(CudaMatchesReference, RoutingAndForward) {
     const std::string mismatch =
         reference::compare(y.cpu(), reference::forward(t.x, t.weight, expected_indices, expected_gate, c.F), 1e-5);
     EXPECT_TRUE(mismatch.empty()) << c << ": " << mismatch;
+}
+
+TEST_P(CudaMatchesReference, Gradients) {
+    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+    const LayerConfig &c = GetParam();
+    const testing::LayerTensors t = testing::random_layer(c, 10);
+    const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W});
+    auto gradients = [&](auto layer, const at::Device &device) {
+        at::Tensor x = t.x.to(device).requires_grad_(), weight = t.weight.to(device).requires_grad_(),
+                   routing = t.routing.to(device).requires_grad_();
+        std::get<0>(layer(x, weight, routing, c.E, c.F, c.weighted)).backward(grad_y.to(device));
+        return std::vector<at::Tensor>{x.grad().cpu(), weight.grad().cpu(), routing.grad().cpu()};
+    };
+    const auto actual = gradients(smoe::spatial_moe, at::Device(at::kCUDA, 0));
+    const auto expected = gradients(reference::spatial_moe, at::Device(at::kCPU));
+    for (size_t i = 0; i < actual.size(); ++i) {
+        const std::string mismatch = reference::compare(actual[i], expected[i], 2e-5);
+        EXPECT_TRUE(mismatch.empty()) << c << " gradient " << i << ": " << mismatch;
+    }
 }
 
 std::vector<LayerConfig> float32_configs() {
