@@ -1,10 +1,14 @@
 #include "baselines.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+
+#include "cpu_memory.h"
+#include "smoe_ops.h"
 
 namespace smoe::bench {
 
@@ -32,7 +36,25 @@ LayerInputs make_inputs(const LayerConfig &config, uint64_t seed) {
     in.weight = at::randn({config.experts * F, config.channels, K, K}) / std::sqrt(fan_in);
     in.routing = at::randn({config.experts, config.height, config.width});
     in.dense_weight = in.weight.narrow(0, 0, config.selected * F).contiguous();
+    in.grad_y = at::randn({config.batch, config.selected * F, config.height, config.width});
     return in;
+}
+
+LayerInputs as_leaves(const LayerInputs &inputs) {
+    LayerInputs leaves = inputs;
+    for (at::Tensor *t : {&leaves.x, &leaves.weight, &leaves.routing, &leaves.dense_weight}) {
+        *t = t->detach().requires_grad_();
+    }
+    return leaves;
+}
+
+const char *method_name(Method method) {
+    switch (method) {
+        case Method::smoe: return "smoe";
+        case Method::naive: return "naive";
+        case Method::dense_e: return "dense_e";
+    }
+    return "?";
 }
 
 std::tuple<at::Tensor, at::Tensor> naive_route_topk(const at::Tensor &routing, int64_t selected) {
@@ -51,9 +73,55 @@ at::Tensor naive_forward(const at::Tensor &x, const at::Tensor &weight, const at
     return at::gather(all_experts, 1, channel.expand({x.size(0), -1, -1, -1}));
 }
 
+std::tuple<at::Tensor, at::Tensor> stable_route_topk(const at::Tensor &routing, int64_t selected) {
+    auto [values, indices] = at::sort(routing, /*stable=*/true, /*dim=*/-3, /*descending=*/true);
+    return {indices.narrow(-3, 0, selected), values.narrow(-3, 0, selected)};
+}
+
+at::Tensor naive_spatial_moe(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
+                             const at::Tensor &indices, int64_t outputs_per_expert) {
+    const at::Tensor values = at::gather(routing, /*dim=*/-3, indices);  // differentiable wrt routing
+    const at::Tensor u = naive_forward(x, weight, indices, outputs_per_expert);
+    // [E·F, H, W], broadcast over the batch: its gradient is dy summed over the batch.
+    const at::Tensor gate = values.repeat_interleave(outputs_per_expert, /*dim=*/-3);
+    return u + (gate - gate.detach());
+}
+
 at::Tensor dense_e_forward(const at::Tensor &x, const at::Tensor &dense_weight) {
     const int64_t K = dense_weight.size(2);
     return at::conv2d(x, dense_weight, /*bias=*/{}, /*stride=*/1, /*padding=*/K / 2);
+}
+
+at::Tensor layer_output(Method method, const LayerConfig &config, const LayerInputs &leaves) {
+    const int64_t E = config.selected, F = config.outputs_per_expert;
+    switch (method) {
+        case Method::smoe: return std::get<0>(smoe::spatial_moe(leaves.x, leaves.weight, leaves.routing, E, F));
+        case Method::naive: {
+            const at::Tensor indices = std::get<0>(naive_route_topk(leaves.routing.detach(), E));
+            return naive_spatial_moe(leaves.x, leaves.weight, leaves.routing, indices, F);
+        }
+        case Method::dense_e: return dense_e_forward(leaves.x, leaves.dense_weight);
+    }
+    return {};
+}
+
+LayerGradients layer_gradients(Method method, const at::Tensor &y, const LayerInputs &leaves, bool retain_graph) {
+    if (method == Method::dense_e) {
+        const auto grads = torch::autograd::grad({y}, {leaves.x, leaves.dense_weight}, {leaves.grad_y}, retain_graph);
+        return {grads[0], grads[1], at::Tensor()};
+    }
+    const auto grads =
+        torch::autograd::grad({y}, {leaves.x, leaves.weight, leaves.routing}, {leaves.grad_y}, retain_graph);
+    return {grads[0], grads[1], grads[2]};
+}
+
+LayerGradients train_step(Method method, const LayerConfig &config, const LayerInputs &leaves) {
+    return layer_gradients(method, layer_output(method, config, leaves), leaves);
+}
+
+int64_t train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves) {
+    train_step(method, config, leaves);
+    return peak_cpu_bytes_during([&] { train_step(method, config, leaves); });
 }
 
 double median_seconds(const std::function<void()> &fn, int warmup, int runs) {

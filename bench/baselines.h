@@ -1,9 +1,11 @@
 // What smoe_bench and smoe_demo share: the layer configurations, their random inputs, the LibTorch
-// baselines the smoe operators are compared against, and the machine's fp32 GEMM rate.
+// baselines the smoe operators are compared against, one training step of each method, and the
+// machine's fp32 GEMM rate.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -33,10 +35,21 @@ struct LayerInputs {
     at::Tensor weight;         // [NE·F, C, K, K]
     at::Tensor routing;        // [NE, H, W]
     at::Tensor dense_weight;   // [E·F, C, K, K]: the first E experts, for the dense-E baseline
+    at::Tensor grad_y;         // [B, E·F, H, W]: the gradient of the loss wrt the layer's output
 };
 
 // Random inputs, the same for a given config and seed.
 LayerInputs make_inputs(const LayerConfig &config, uint64_t seed = 0);
+
+// The same tensors (same storage) as autograd leaves: x, weight, routing and dense_weight require
+// gradients.
+LayerInputs as_leaves(const LayerInputs &inputs);
+
+// What every benchmark compares: the smoe operators, the paper's method, and a dense conv with the
+// sparse layer's FLOPs.
+enum class Method { smoe, naive, dense_e };
+inline constexpr std::array<Method, 3> kMethods = {Method::smoe, Method::naive, Method::dense_e};
+const char *method_name(Method method);  // "smoe", "naive", "dense_e"
 
 // The paper's routing: torch.topk along the expert axis. Returns (indices int64, values).
 std::tuple<at::Tensor, at::Tensor> naive_route_topk(const at::Tensor &routing, int64_t selected);
@@ -46,8 +59,42 @@ std::tuple<at::Tensor, at::Tensor> naive_route_topk(const at::Tensor &routing, i
 at::Tensor naive_forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                          int64_t outputs_per_expert = 1);
 
+// The top-E in the specification's order: a stable descending sort, equal scores lower expert
+// first (what smoe::route_topk computes; at::topk leaves the order of equal scores unspecified).
+// Returns (indices int64, values).
+std::tuple<at::Tensor, at::Tensor> stable_route_topk(const at::Tensor &routing, int64_t selected);
+
+// The paper's layer for the experts `indices` chose from `routing` without autograd (int64, from
+// naive_route_topk or stable_route_topk), differentiable wrt x, weight and routing: naive_forward,
+// and the straight-through gate of the unweighted layer (y = u in value; the routing gets the sum
+// of dy over the batch at its selected experts).
+at::Tensor naive_spatial_moe(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
+                             const at::Tensor &indices, int64_t outputs_per_expert = 1);
+
 // A plain conv with E·F filters: the FLOPs of the sparse layer, at dense-conv efficiency.
 at::Tensor dense_e_forward(const at::Tensor &x, const at::Tensor &dense_weight);
+
+// Gradients of one layer's parameters. dense-E has no routing: `routing` stays undefined and
+// `weight` is the gradient of dense_weight.
+struct LayerGradients {
+    at::Tensor x, weight, routing;
+};
+
+// The layer's output, with its autograd graph, on leaves from as_leaves: smoe::spatial_moe,
+// naive_spatial_moe routed by naive_route_topk (the paper's layer), or dense_e_forward.
+at::Tensor layer_output(Method method, const LayerConfig &config, const LayerInputs &leaves);
+
+// The backward of `y` (from layer_output with the same method and leaves) for leaves.grad_y, by
+// LibTorch autograd. retain_graph keeps the graph so that the same backward can run again.
+LayerGradients layer_gradients(Method method, const at::Tensor &y, const LayerInputs &leaves,
+                               bool retain_graph = false);
+
+// One training step of one layer: layer_output, then layer_gradients.
+LayerGradients train_step(Method method, const LayerConfig &config, const LayerInputs &leaves);
+
+// CPU bytes a training step needs on top of its inputs (see cpu_memory.h for what is counted):
+// one untimed step first, so that one-off allocations (e.g. oneDNN's caches) are not counted.
+int64_t train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves);
 
 // Median wall time of `runs` calls of `fn` after `warmup` untimed calls, in seconds.
 double median_seconds(const std::function<void()> &fn, int warmup, int runs);

@@ -1,5 +1,5 @@
-// Google Benchmark suite: smoe forward and route_topk against the LibTorch baselines on every layer
-// configuration, plus the fp32 GEMM rate the forwards' GFLOP/s are compared with.
+// Google Benchmark suite: smoe forward, backward, training step and route_topk against the LibTorch
+// baselines on every layer configuration, plus the fp32 GEMM rate the GFLOP/s are compared with.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -10,14 +10,18 @@
 #include <utility>
 
 #include "baselines.h"
+#include "cpu_memory.h"
 #include "smoe_ops.h"
 
 namespace {
 
 using smoe::bench::kGemmSize;
 using smoe::bench::LayerConfig;
+using smoe::bench::Method;
 
-enum class ForwardMethod { smoe, naive, dense_e };
+// A backward computes two products as large as the forward (grad_x and grad_weight); the gate's
+// gradient is negligible.
+constexpr double kBackwardFlopsPerForward = 2.0;
 
 // GFLOP/s and its percentage of the GEMM rate over `seconds` of wall time, set as plain numbers so
 // that the console shows them as they are (rate counters would print "/s" after the percentage).
@@ -31,8 +35,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void forward_benchmark(benchmark::State &state, const LayerConfig &config, ForwardMethod method,
-                       double gemm_gflops) {
+void forward_benchmark(benchmark::State &state, const LayerConfig &config, Method method, double gemm_gflops) {
     const smoe::bench::LayerInputs in = smoe::bench::make_inputs(config);
     const at::Tensor indices = std::get<0>(smoe::route_topk(in.routing, config.selected));
     const int64_t F = config.outputs_per_expert;
@@ -40,13 +43,42 @@ void forward_benchmark(benchmark::State &state, const LayerConfig &config, Forwa
     for (auto _ : state) {
         at::Tensor y;
         switch (method) {
-            case ForwardMethod::smoe: y = smoe::forward(in.x, in.weight, indices, std::nullopt, F); break;
-            case ForwardMethod::naive: y = smoe::bench::naive_forward(in.x, in.weight, indices, F); break;
-            case ForwardMethod::dense_e: y = smoe::bench::dense_e_forward(in.x, in.dense_weight); break;
+            case Method::smoe: y = smoe::forward(in.x, in.weight, indices, std::nullopt, F); break;
+            case Method::naive: y = smoe::bench::naive_forward(in.x, in.weight, indices, F); break;
+            case Method::dense_e: y = smoe::bench::dense_e_forward(in.x, in.dense_weight); break;
         }
         benchmark::DoNotOptimize(y);
     }
     set_flop_counters(state, config.flops(), seconds_since(start), gemm_gflops);
+}
+
+// The backward alone: the forward runs once, untimed, and its graph is kept, so every iteration is
+// exactly the backward autograd runs in training (smoe: one smoe::spatial_moe_backward call for
+// all three gradients).
+void backward_benchmark(benchmark::State &state, const LayerConfig &config, Method method, double gemm_gflops) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+    const at::Tensor y = smoe::bench::layer_output(method, config, leaves);
+    const auto start = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        auto gradients = smoe::bench::layer_gradients(method, y, leaves, /*retain_graph=*/true);
+        benchmark::DoNotOptimize(gradients);
+    }
+    set_flop_counters(state, kBackwardFlopsPerForward * config.flops(), seconds_since(start), gemm_gflops);
+}
+
+// Forward and backward of one layer, and the CPU memory that needs (measured after the timed loop).
+void train_step_benchmark(benchmark::State &state, const LayerConfig &config, Method method, double gemm_gflops) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+    const auto start = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        auto gradients = smoe::bench::train_step(method, config, leaves);
+        benchmark::DoNotOptimize(gradients);
+    }
+    set_flop_counters(state, (1.0 + kBackwardFlopsPerForward) * config.flops(), seconds_since(start), gemm_gflops);
+    const int64_t peak = smoe::bench::train_step_peak_bytes(method, config, leaves);
+    const int64_t naive_peak = smoe::bench::train_step_peak_bytes(Method::naive, config, leaves);
+    state.counters["peak_MiB"] = smoe::bench::to_mib(peak);
+    state.counters["MiB/naive"] = static_cast<double>(peak) / static_cast<double>(naive_peak);
 }
 
 void route_topk_benchmark(benchmark::State &state, const LayerConfig &config, bool use_smoe) {
@@ -71,13 +103,17 @@ void gemm_benchmark(benchmark::State &state, double gemm_gflops) {
 }
 
 void register_benchmarks(double gemm_gflops) {
+    using LayerBenchmark = void (*)(benchmark::State &, const LayerConfig &, Method, double);
     for (const LayerConfig &config : smoe::bench::layer_configs()) {
-        const std::string forward = "forward/" + config.name + "/";
-        for (auto [name, method] : {std::pair{"smoe", ForwardMethod::smoe}, std::pair{"naive", ForwardMethod::naive},
-                                    std::pair{"dense_e", ForwardMethod::dense_e}}) {
-            benchmark::RegisterBenchmark((forward + name).c_str(), forward_benchmark, config, method, gemm_gflops)
-                ->UseRealTime()
-                ->Unit(benchmark::kMillisecond);
+        for (auto [kind, run] : {std::pair<const char *, LayerBenchmark>{"forward", forward_benchmark},
+                                 std::pair<const char *, LayerBenchmark>{"backward", backward_benchmark},
+                                 std::pair<const char *, LayerBenchmark>{"train_step", train_step_benchmark}}) {
+            for (Method method : smoe::bench::kMethods) {
+                const std::string name = std::string(kind) + "/" + config.name + "/" + smoe::bench::method_name(method);
+                benchmark::RegisterBenchmark(name.c_str(), run, config, method, gemm_gflops)
+                    ->UseRealTime()
+                    ->Unit(benchmark::kMillisecond);
+            }
         }
         const std::string route = "route_topk/" + config.name + "/";
         for (auto [name, use_smoe] : {std::pair{"smoe", true}, std::pair{"torch_topk", false}}) {
@@ -97,6 +133,8 @@ int main(int argc, char **argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
+    // Before any tensor exists, so that every method runs with it and every block is counted.
+    smoe::bench::install_cpu_memory_counter();
     // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
     at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     // The %GEMM counters need the rate before any benchmark runs; gemm/2048 re-measures it in the table.

@@ -1,29 +1,36 @@
-// One-screen comparison: smoe forward and route_topk against the LibTorch baselines on every layer
-// configuration, in one process on the same threads, after checking that smoe computes the same
-// result. Exits non-zero when a check fails.
+// One-screen comparison: smoe forward and route_topk, then one training step (forward + backward of
+// one layer), against the LibTorch baselines on every layer configuration, in one process on the
+// same threads, after checking that smoe computes the same results. Exits non-zero when a check
+// fails.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "baselines.h"
+#include "cpu_memory.h"
 #include "smoe_ops.h"
 
 namespace {
 
 using smoe::bench::kGemmSize;
 using smoe::bench::LayerConfig;
+using smoe::bench::Method;
 
 constexpr int kWarmupRuns = 3;
 constexpr int kTimedRuns = 15;
-// fp32 summation order differs between smoe and the dense conv.
+// fp32 summation order differs between smoe and the dense conv (forward) and autograd (gradients).
 constexpr double kForwardTolerance = 1e-4;
+constexpr double kGradientTolerance = 1e-4;
 
 struct ConfigResult {
     std::string name;
@@ -31,6 +38,29 @@ struct ConfigResult {
     double forward_smoe_s, forward_naive_s, forward_dense_e_s;
     double flops;
 };
+
+struct TrainingResult {
+    std::string name;
+    double step_smoe_s, step_naive_s, step_dense_e_s;
+    int64_t peak_smoe_bytes, peak_naive_bytes, peak_dense_e_bytes;
+};
+
+// max|actual − reference| / max|reference|.
+double relative_difference(const at::Tensor &actual, const at::Tensor &reference) {
+    return (actual - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+}
+
+double median_seconds(const std::function<void()> &fn) {
+    return smoe::bench::median_seconds(fn, kWarmupRuns, kTimedRuns);
+}
+
+void print_config(const LayerConfig &config) {
+    std::printf("  %-13s B=%-3lld C=%-4lld %lldx%-4lld NE=%-4lld E=%-4lld K=%lld   ", config.name.c_str(),
+                static_cast<long long>(config.batch), static_cast<long long>(config.channels),
+                static_cast<long long>(config.height), static_cast<long long>(config.width),
+                static_cast<long long>(config.experts), static_cast<long long>(config.selected),
+                static_cast<long long>(config.kernel));
+}
 
 std::string format(const char *fmt, double value) {
     char text[64];
@@ -106,10 +136,10 @@ struct RoutingCheck {
 // index difference against at::topk.
 RoutingCheck check_routing(const at::Tensor &routing, int64_t E, const at::Tensor &indices,
                            const at::Tensor &values) {
-    const auto [sorted_values, sorted_indices] = at::sort(routing, /*stable=*/true, /*dim=*/-3, /*descending=*/true);
+    const auto [stable_indices, stable_values] = smoe::bench::stable_route_topk(routing, E);
     const auto [topk_indices, topk_values] = smoe::bench::naive_route_topk(routing, E);
-    const bool passed = at::equal(indices, sorted_indices.narrow(-3, 0, E).to(at::kInt)) &&
-                        at::equal(values, sorted_values.narrow(-3, 0, E)) && at::equal(values, topk_values);
+    const bool passed = at::equal(indices, stable_indices.to(at::kInt)) && at::equal(values, stable_values) &&
+                        at::equal(values, topk_values);
     return {passed, indices.ne(topk_indices.to(at::kInt)).sum().item<int64_t>()};
 }
 
@@ -130,28 +160,63 @@ ConfigResult run_config(const LayerConfig &config, bool &all_checks_pass) {
 
     const at::Tensor y = smoe::forward(in.x, in.weight, indices, std::nullopt, F);
     const at::Tensor reference = smoe::bench::naive_forward(in.x, in.weight, indices, F);
-    const double relative_diff =
-        (y - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+    const double relative_diff = relative_difference(y, reference);
     const bool forward_equal = y.sizes() == reference.sizes() && relative_diff <= kForwardTolerance;
     all_checks_pass = all_checks_pass && routing_check.passed && forward_equal;
 
-    std::printf("  %-13s B=%-3lld C=%-4lld %lldx%-4lld NE=%-4lld E=%-4lld K=%lld   "
-                "forward max|smoe-naive|/max|naive| = %.1e %s   %s\n",
-                config.name.c_str(), static_cast<long long>(config.batch), static_cast<long long>(config.channels),
-                static_cast<long long>(config.height), static_cast<long long>(config.width),
-                static_cast<long long>(config.experts), static_cast<long long>(E),
-                static_cast<long long>(config.kernel), relative_diff, forward_equal ? "ok" : "FAILED",
+    print_config(config);
+    std::printf("forward max|smoe-naive|/max|naive| = %.1e %s   %s\n", relative_diff, forward_equal ? "ok" : "FAILED",
                 describe(routing_check).c_str());
 
-    const auto median = [](const auto &fn) { return smoe::bench::median_seconds(fn, kWarmupRuns, kTimedRuns); };
     ConfigResult result;
     result.name = config.name;
     result.flops = config.flops();
-    result.route_smoe_s = median([&] { smoe::route_topk(in.routing, E); });
-    result.route_torch_s = median([&] { smoe::bench::naive_route_topk(in.routing, E); });
-    result.forward_smoe_s = median([&] { smoe::forward(in.x, in.weight, indices, std::nullopt, F); });
-    result.forward_naive_s = median([&] { smoe::bench::naive_forward(in.x, in.weight, indices, F); });
-    result.forward_dense_e_s = median([&] { smoe::bench::dense_e_forward(in.x, in.dense_weight); });
+    result.route_smoe_s = median_seconds([&] { smoe::route_topk(in.routing, E); });
+    result.route_torch_s = median_seconds([&] { smoe::bench::naive_route_topk(in.routing, E); });
+    result.forward_smoe_s = median_seconds([&] { smoe::forward(in.x, in.weight, indices, std::nullopt, F); });
+    result.forward_naive_s = median_seconds([&] { smoe::bench::naive_forward(in.x, in.weight, indices, F); });
+    result.forward_dense_e_s = median_seconds([&] { smoe::bench::dense_e_forward(in.x, in.dense_weight); });
+    return result;
+}
+
+// Checks smoe's gradients against the paper's layer under autograd, prints one line about it, and
+// times and measures one training step of every method. The reference routes like smoe (equal
+// scores lower expert first), so that at::topk's order of equal scores cannot make them differ.
+TrainingResult run_training(const LayerConfig &config, bool &all_checks_pass) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+
+    const smoe::bench::LayerGradients actual = smoe::bench::train_step(Method::smoe, config, leaves);
+    const at::Tensor indices = std::get<0>(smoe::bench::stable_route_topk(leaves.routing.detach(), config.selected));
+    const at::Tensor reference_y = smoe::bench::naive_spatial_moe(leaves.x, leaves.weight, leaves.routing, indices,
+                                                                  config.outputs_per_expert);
+    const smoe::bench::LayerGradients expected = smoe::bench::layer_gradients(Method::naive, reference_y, leaves);
+    print_config(config);
+    std::printf("gradients max|smoe-naive|/max|naive|:");
+    bool gradients_equal = true;
+    for (auto [name, a, e] : {std::tuple{"x", actual.x, expected.x},
+                              std::tuple{"weight", actual.weight, expected.weight},
+                              std::tuple{"routing", actual.routing, expected.routing}}) {
+        const bool same_shape = a.sizes() == e.sizes();
+        const double relative_diff = same_shape ? relative_difference(a, e) : INFINITY;
+        const bool equal = same_shape && relative_diff <= kGradientTolerance;
+        gradients_equal = gradients_equal && equal;
+        std::printf("  %s %.1e%s", name, relative_diff, equal ? "" : (same_shape ? " FAILED" : " FAILED (shape)"));
+    }
+    std::printf("   %s\n", gradients_equal ? "ok" : "FAILED");
+    all_checks_pass = all_checks_pass && gradients_equal;
+
+    const auto step_seconds = [&](Method method) {
+        return median_seconds([&] { smoe::bench::train_step(method, config, leaves); });
+    };
+    const auto peak_bytes = [&](Method method) { return smoe::bench::train_step_peak_bytes(method, config, leaves); };
+    TrainingResult result;
+    result.name = config.name;
+    result.step_smoe_s = step_seconds(Method::smoe);
+    result.step_naive_s = step_seconds(Method::naive);
+    result.step_dense_e_s = step_seconds(Method::dense_e);
+    result.peak_smoe_bytes = peak_bytes(Method::smoe);
+    result.peak_naive_bytes = peak_bytes(Method::naive);
+    result.peak_dense_e_bytes = peak_bytes(Method::dense_e);
     return result;
 }
 
@@ -181,9 +246,33 @@ void print_table(const std::vector<ConfigResult> &results, double gemm_gflops) {
     table.print();
 }
 
+void print_training_table(const std::vector<TrainingResult> &results) {
+    Table table({{"", "config", 13},
+                 {"train step ms", "smoe", 9},
+                 {"train step ms", "naive", 9},
+                 {"train step ms", "dense-E", 9},
+                 {"speedup", "naive/smoe", 12},
+                 {"vs dense-E", "smoe/dense", 12},
+                 {"peak memory MiB", "smoe", 9},
+                 {"peak memory MiB", "naive", 9},
+                 {"peak memory MiB", "dense-E", 9},
+                 {"memory", "smoe/naive", 12}});
+    const auto mib = [](int64_t bytes) { return format("%.1f", smoe::bench::to_mib(bytes)); };
+    for (const TrainingResult &r : results) {
+        const double memory_ratio = static_cast<double>(r.peak_smoe_bytes) / static_cast<double>(r.peak_naive_bytes);
+        table.add_row({r.name, format_ms(r.step_smoe_s), format_ms(r.step_naive_s), format_ms(r.step_dense_e_s),
+                       format("%.2fx", r.step_naive_s / r.step_smoe_s),
+                       format("%.2fx", r.step_smoe_s / r.step_dense_e_s), mib(r.peak_smoe_bytes),
+                       mib(r.peak_naive_bytes), mib(r.peak_dense_e_bytes), format("%.2f", memory_ratio)});
+    }
+    table.print();
+}
+
 }  // namespace
 
 int main() try {
+    // Before any tensor exists, so that every method runs with it and every block is counted.
+    smoe::bench::install_cpu_memory_counter();
     // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
     at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     const double gemm_gflops = smoe::bench::measure_gemm_gflops(kGemmSize);
@@ -200,6 +289,18 @@ int main() try {
     }
     std::printf("\n");
     print_table(results, gemm_gflops);
+
+    std::printf("\ntraining step: forward + backward of one layer; gradients of x, weight and routing (dense-E: x and "
+                "weight)\npeak memory: most bytes held at once in LibTorch's CPU allocator during one step, beyond its "
+                "inputs\n(not counted: scratch the smoe Halide kernels take from malloc; see bench/README.md)\n\n");
+    std::printf("checks (gradient tolerance %.0e, against LibTorch autograd through the paper's layer):\n",
+                kGradientTolerance);
+    std::vector<TrainingResult> training_results;
+    for (const LayerConfig &config : smoe::bench::layer_configs()) {
+        training_results.push_back(run_training(config, all_checks_pass));
+    }
+    std::printf("\n");
+    print_training_table(training_results);
 
     if (!all_checks_pass) {
         std::fprintf(stderr, "\nsmoe demo: a correctness check FAILED (see the checks above)\n");

@@ -67,7 +67,11 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
             if (tile.channels > 1) stage.unroll(ci);
         }
     };
-    const std::vector<RegisterTile> tiles = register_tiles(accumulators, batch_vectors, lanes);
+    // With the accumulator in L1 the register tile does not depend on the output's shape: only
+    // the pixel tile is specialised (fewer specialisations also keep compile times short).
+    const std::vector<RegisterTile> tiles =
+        s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes}, {1, 1, 1}}
+                                     : register_tiles(accumulators, batch_vectors, lanes);
     for (size_t i = 0; i + 1 < tiles.size(); ++i) {
         const RegisterTile &t = tiles[i];
         schedule_output(out.specialize(s.width >= t.pixels && s.channels >= t.channels && s.batch >= t.batch), t);
