@@ -1,10 +1,11 @@
 // Spatial MoE backward, input side (DESIGN.md §4 "Backward, expert side"):
 //   grad_x[b, c, h', w'] = Σ_{j,f,kh,kw} weight[idx(j,h,w)·F+f, c, kh, kw] · dŷ[b, j·F+f, h, w]
-// with h = h'−kh+P, w = w'−kw+P inside the grid and dŷ = dy (times the routing score when
-// weighted). Each output pixel gathers from the experts selected at the K·K pixels it feeds.
+// with h = h'−kh+P, w = w'−kw+P inside the grid and dŷ = dy damped at misrouted elements
+// (DESIGN.md §4 "Damping"; δ = 1 turns it off), times the routing score when weighted. Each output pixel gathers from the experts selected at the K·K pixels it feeds.
 #include "Halide.h"
 
 #include "backward_data_schedule.h"
+#include "error_signal.h"
 
 namespace smoe {
 namespace {
@@ -25,6 +26,9 @@ public:
     GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
     GeneratorInput<Buffer<>> *values = nullptr;          // like indices; only when weighted
     GeneratorInput<int32_t> *out_per_expert = nullptr;   // F
+    GeneratorInput<Buffer<>> *quantile = nullptr;        // Q_b(dy), (b), for damping
+    GeneratorInput<double> *error_scale = nullptr;       // s
+    GeneratorInput<double> *damping = nullptr;           // δ; 1 = no damping
     GeneratorOutput<Buffer<>> *grad_x = nullptr;         // (w, h, c, b)
 
     void configure() {
@@ -34,6 +38,9 @@ public:
         indices = add_input<Buffer<int32_t>>("indices", routing_dims);
         if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
         out_per_expert = add_input<int32_t>("F");
+        quantile = add_input<Buffer<>>("quantile", dtype, 1);
+        error_scale = add_input<double>("error_scale");
+        damping = add_input<double>("damping");
         grad_x = add_output<Buffer<>>("grad_x", dtype, 4);
     }
 
@@ -51,7 +58,8 @@ public:
         Func gated("gated");
         Expr gate = cast(dtype, 1);
         if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
-        gated(w, h, jf, b) = weighted ? (*grad_y)(w, h, jf, b) * gate : (*grad_y)(w, h, jf, b);
+        Expr error = damped_error((*grad_y)(w, h, jf, b), (*quantile)(b), *error_scale, *damping);
+        gated(w, h, jf, b) = weighted ? error * gate : error;
         Func grad_out = BoundaryConditions::constant_exterior(gated, cast(dtype, 0), grid);
 
         // Weight row of each output channel; off the grid the edge's row (multiplied by zero).

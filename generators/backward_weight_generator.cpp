@@ -1,7 +1,8 @@
 // Spatial MoE backward, weight side (DESIGN.md §4 "Backward, expert side"):
 //   grad_weight[e·F+f, c, kh, kw] = Σ over (b, h, w, j) with idx(j,h,w) = e of
 //                                   dŷ[b, j·F+f, h, w] · x[b, c, h+kh−P, w+kw−P]
-// with dŷ = dy (times the routing score when weighted).
+// with dŷ = dy damped at misrouted elements (DESIGN.md §4 "Damping"; δ = 1 turns it off), times
+// the routing score when weighted.
 //
 // Deterministic by construction: the grid is cut into bands of `band_rows` rows; each band sums
 // its pixels into a private copy of the gradient in a fixed order, then the bands are added in
@@ -9,6 +10,7 @@
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
+#include "error_signal.h"
 
 namespace smoe {
 namespace {
@@ -28,6 +30,9 @@ public:
     GeneratorInput<Buffer<int32_t>> *indices = nullptr;  // (w, h, j) or (w, h, j, b)
     GeneratorInput<Buffer<>> *values = nullptr;          // like indices; only when weighted
     GeneratorInput<int32_t> *out_per_expert = nullptr;   // F
+    GeneratorInput<Buffer<>> *quantile = nullptr;        // Q_b(dy), (b), for damping
+    GeneratorInput<double> *error_scale = nullptr;       // s
+    GeneratorInput<double> *damping = nullptr;           // δ; 1 = no damping
     GeneratorOutput<Buffer<>> *grad_weight = nullptr;    // (kw, kh, c, expert·F + f)
 
     void configure() {
@@ -37,6 +42,9 @@ public:
         indices = add_input<Buffer<int32_t>>("indices", routing_dims);
         if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
         out_per_expert = add_input<int32_t>("F");
+        quantile = add_input<Buffer<>>("quantile", dtype, 1);
+        error_scale = add_input<double>("error_scale");
+        damping = add_input<double>("damping");
         grad_weight = add_output<Buffer<>>("grad_weight", dtype, 4);
     }
 
@@ -58,7 +66,8 @@ public:
         Func gated("gated");
         Expr gate = cast(dtype, 1);
         if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
-        gated(w, h, jf, b) = weighted ? (*grad_y)(w, h, jf, b) * gate : (*grad_y)(w, h, jf, b);
+        Expr error = damped_error((*grad_y)(w, h, jf, b), (*quantile)(b), *error_scale, *damping);
+        gated(w, h, jf, b) = weighted ? error * gate : error;
 
         std::vector<Var> row_args = {w, h, jf};
         if (!shared_routing) row_args.push_back(b);
@@ -102,7 +111,7 @@ public:
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
         (*grad_weight)(kw, kh, c, row) = total(kw, kh, c, row);
 
-        BackwardWeightStages stages{input, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
+        BackwardWeightStages stages{input, gated, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
                                     w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent()};
         schedule_backward_weight(stages, BackwardWeightKnobs{channel_vectors}, get_target());
     }

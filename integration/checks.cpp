@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -62,6 +63,28 @@ void check_int32_indexable(const char *op, const char *name, const at::Tensor &t
 void check_selected_experts(const char *op, int64_t E, int64_t NE) {
     TORCH_CHECK(E >= 1 && E <= NE, op, ": the number of selected experts E must satisfy 1 <= E <= NE; got E = ",
                 E, " with NE = ", NE, " experts");
+}
+
+void check_unit_interval(const char *op, const char *name, double value) {
+    TORCH_CHECK(value >= 0.0 && value <= 1.0, op, ": argument '", name, "' must lie in [0, 1], got ", value);
+}
+
+void check_rc_experts(const char *op, int64_t E, int64_t NE) {
+    TORCH_CHECK(NE > E, op, ": the RC loss needs more experts than are selected (NE > E), got NE = ", NE, " and E = ",
+                E, "; with NE = E every expert is selected everywhere and there is nothing to route (turn rc_loss off)");
+}
+
+void check_backward_options(const char *op, const BackwardOptions &options, int64_t E, int64_t NE) {
+    check_unit_interval(op, "quantile", options.quantile);
+    if (options.damping.has_value()) check_unit_interval(op, "damping", *options.damping);
+    TORCH_CHECK(std::isfinite(options.rc_weight), op, ": argument 'rc_weight' must be finite, got ", options.rc_weight);
+    if (options.error_scale.has_value()) {
+        TORCH_CHECK(std::isfinite(*options.error_scale) && *options.error_scale > 0, op,
+                    ": argument 'error_scale' must be a finite number > 0, got ", *options.error_scale);
+    }
+    TORCH_CHECK(std::isfinite(options.loss_scale) && options.loss_scale > 0, op,
+                ": argument 'loss_scale' must be a finite number > 0, got ", options.loss_scale);
+    if (options.rc_loss) check_rc_experts(op, E, NE);
 }
 
 LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,

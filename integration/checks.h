@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "smoe_ops.h"
+
 namespace smoe::checks {
 
 // "[2, 3, 4]"
@@ -36,6 +38,16 @@ void check_int32_indexable(const char *op, const char *name, const at::Tensor &t
 
 // 1 <= E <= NE.
 void check_selected_experts(const char *op, int64_t E, int64_t NE);
+
+// 0 <= value <= 1.
+void check_unit_interval(const char *op, const char *name, double value);
+
+// The RC loss shares the wrong count among the NE - E unselected experts: needs NE > E.
+void check_rc_experts(const char *op, int64_t E, int64_t NE);
+
+// Every option of the layer's backward in range (q, δ in [0, 1]; scales finite and > 0); the RC
+// loss needs NE > E.
+void check_backward_options(const char *op, const BackwardOptions &options, int64_t E, int64_t NE);
 
 // The shape of one SMoE layer call, from its arguments.
 struct LayerShape {

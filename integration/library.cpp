@@ -8,13 +8,20 @@
 TORCH_LIBRARY(smoe, m) {
     m.def("route_topk(Tensor routing, int E) -> (Tensor indices, Tensor values)");
     m.def("forward(Tensor x, Tensor weight, Tensor indices, Tensor? values=None, int F=1) -> Tensor");
-    // The layer with autograd: routing + forward; its backward is spatial_moe_backward.
-    m.def("spatial_moe(Tensor x, Tensor weight, Tensor routing, int E, int F=1, bool weighted=False) "
-          "-> (Tensor y, Tensor indices)");
-    // grad_x, grad_weight and the straight-through gradient of the routing scores, each only where
-    // output_mask asks for it (an undefined tensor otherwise).
-    m.def("spatial_moe_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor indices, Tensor? values, int F, "
-          "bool[3] output_mask) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_routing)");
+    // The layer with autograd: routing + forward; its backward is spatial_moe_backward. The options
+    // after `weighted` are those of smoe::BackwardOptions (smoe_ops.h).
+    m.def("spatial_moe(Tensor x, Tensor weight, Tensor routing, int E, int F=1, bool weighted=False, "
+          "bool rc_loss=False, float rc_weight=1.0, float quantile=0.7, float? damping=None, "
+          "float? error_scale=None, float loss_scale=1.0) -> (Tensor y, Tensor indices, Tensor rc_loss)");
+    // grad_x, grad_weight and the gate's gradient (RC or straight-through), each only where
+    // output_mask asks for it (an undefined tensor otherwise), and the RC loss value.
+    m.def("spatial_moe_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor indices, Tensor? values, "
+          "Tensor? routing, int F, bool rc_loss, float rc_weight, float quantile, float? damping, "
+          "float? error_scale, float loss_scale, bool[3] output_mask) "
+          "-> (Tensor grad_x, Tensor grad_weight, Tensor grad_routing, Tensor rc_loss)");
+    m.def("error_quantile(Tensor grad_y, Tensor? response, float q, float scale) -> Tensor");
+    m.def("rc_loss(Tensor grad_y, Tensor? response, Tensor indices, Tensor routing, Tensor quantile, float scale, "
+          "int F=1, float rc_weight=1.0) -> (Tensor grad_routing, Tensor loss)");
 }
 
 namespace smoe {
@@ -35,26 +42,32 @@ at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tens
     return op.call(x, weight, indices, values, F);
 }
 
-std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight,
-                                               const at::Tensor &routing, int64_t E, int64_t F, bool weighted) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("smoe::spatial_moe", "")
-                               .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor &, const at::Tensor &,
-                                                                         const at::Tensor &, int64_t, int64_t, bool)>();
-    return op.call(x, weight, routing, E, F, weighted);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight,
+                                                           const at::Tensor &routing, int64_t E, int64_t F,
+                                                           bool weighted, const BackwardOptions &o) {
+    static const auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("smoe::spatial_moe", "")
+            .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                const at::Tensor &, const at::Tensor &, const at::Tensor &, int64_t, int64_t, bool, bool, double,
+                double, std::optional<double>, std::optional<double>, double)>();
+    return op.call(x, weight, routing, E, F, weighted, o.rc_loss, o.rc_weight, o.quantile, o.damping, o.error_scale,
+                   o.loss_scale);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward(const at::Tensor &grad_y, const at::Tensor &x,
-                                                                    const at::Tensor &weight, const at::Tensor &indices,
-                                                                    const std::optional<at::Tensor> &values, int64_t F,
-                                                                    std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward(
+    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+    const std::optional<at::Tensor> &values, const std::optional<at::Tensor> &routing, int64_t F,
+    const BackwardOptions &o, std::array<bool, 3> output_mask) {
     static const auto op =
         c10::Dispatcher::singleton()
             .findSchemaOrThrow("smoe::spatial_moe_backward", "")
-            .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+            .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
                 const at::Tensor &, const at::Tensor &, const at::Tensor &, const at::Tensor &,
-                const std::optional<at::Tensor> &, int64_t, std::array<bool, 3>)>();
-    return op.call(grad_y, x, weight, indices, values, F, output_mask);
+                const std::optional<at::Tensor> &, const std::optional<at::Tensor> &, int64_t, bool, double, double,
+                std::optional<double>, std::optional<double>, double, std::array<bool, 3>)>();
+    return op.call(grad_y, x, weight, indices, values, routing, F, o.rc_loss, o.rc_weight, o.quantile, o.damping,
+                   o.error_scale, o.loss_scale, output_mask);
 }
 
 }  // namespace smoe

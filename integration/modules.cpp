@@ -63,9 +63,11 @@ void SpatialMoE2dImpl::reset_parameters() {
 }
 
 torch::Tensor SpatialMoE2dImpl::forward(const torch::Tensor &x) {
-    auto [y, indices] = smoe::spatial_moe(x, weight, gate->routing, gate->selected(), options.out_per_expert(),
-                                          options.weighted());
+    auto [y, indices, rc_loss] = smoe::spatial_moe(x, weight, gate->routing, gate->selected(),
+                                                   options.out_per_expert(), options.weighted(),
+                                                   options.backward_options());
     last_indices_ = indices;
+    last_rc_loss_ = rc_loss;
     return y;
 }
 

@@ -5,6 +5,10 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <optional>
+
+#include "smoe_ops.h"
+
 namespace smoe {
 
 // The paper's tensor routing: a learned score per (expert, grid point), [NE, H, W], the same for
@@ -39,6 +43,18 @@ struct SpatialMoE2dOptions {
     TORCH_ARG(int64_t, kernel_size);               // odd; zero "same" padding
     TORCH_ARG(int64_t, out_per_expert) = 1;        // F
     TORCH_ARG(bool, weighted) = false;             // gate each expert's output by its score
+    // Training (smoe::BackwardOptions); the defaults are the paper's: RC loss on, q = 0.7, δ = 0.1.
+    TORCH_ARG(bool, rc_loss) = true;
+    TORCH_ARG(double, rc_weight) = 1.0;
+    TORCH_ARG(double, quantile) = 0.7;
+    TORCH_ARG(std::optional<double>, damping) = 0.1;      // nullopt: no damping
+    TORCH_ARG(std::optional<double>, error_scale) = std::nullopt;  // nullopt: numel(dy)/2
+    TORCH_ARG(double, loss_scale) = 1.0;                 // set to the AMP loss scale when using one
+
+public:
+    BackwardOptions backward_options() const {
+        return BackwardOptions{rc_loss_, rc_weight_, quantile_, damping_, error_scale_, loss_scale_};
+    }
 };
 
 // The SMoE convolution: a bank of NE experts (a Conv2d(C, NE·F, K) weight) of which the gate
@@ -54,13 +70,15 @@ public:
 
     // The experts selected by the last forward, [E, H, W] int32.
     const torch::Tensor &last_indices() const { return last_indices_; }
+    // The RC loss of the last forward's backward (0-d; 0 before that backward and with RC off).
+    const torch::Tensor &last_rc_loss() const { return last_rc_loss_; }
 
     SpatialMoE2dOptions options;
     TensorRoutingGate gate;
     torch::Tensor weight;  // [NE·F, C, K, K]
 
 private:
-    torch::Tensor last_indices_;
+    torch::Tensor last_indices_, last_rc_loss_;
 };
 TORCH_MODULE(SpatialMoE2d);
 

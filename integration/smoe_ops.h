@@ -22,18 +22,48 @@ std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t
 at::Tensor forward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                    const std::optional<at::Tensor> &values = std::nullopt, int64_t F = 1);
 
-// The SMoE layer with autograd: (y, indices) = route the top-E experts of `routing` ([NE,H,W]
-// shared or [B,NE,H,W] per-sample), then forward (weighted: gated by the routing scores).
-// Gradients flow to x, weight and routing (straight-through for the routing: DESIGN.md §4).
-std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight,
-                                               const at::Tensor &routing, int64_t E, int64_t F = 1,
-                                               bool weighted = false);
+// How the layer's backward treats the error signal dy (DESIGN.md §4). The defaults give the plain
+// gradient of the layer (straight-through for the routing); the paper's training is
+// rc_loss = true with damping = 0.1.
+struct BackwardOptions {
+    bool rc_loss = false;               // train the gate with the RC loss instead of straight-through
+    double rc_weight = 1.0;             // factor on the RC loss's gradient
+    double quantile = 0.7;              // q of the per-sample error quantile, in [0, 1]
+    std::optional<double> damping;      // δ in [0, 1] for misrouted elements; nullopt: no damping
+    std::optional<double> error_scale;  // s; nullopt: numel(dy)/2 (undoes a mean-squared error's 2/N)
+    double loss_scale = 1.0;            // AMP loss scale dy carries: s is divided by it and the RC
+                                        // gradient multiplied by it, like every other gradient
+};
 
-// The layer's backward in one call: (grad_x, grad_weight, grad_routing), each computed only where
-// output_mask is true. values are the routing scores of the selected experts (weighted only).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward(const at::Tensor &grad_y, const at::Tensor &x,
-                                                                    const at::Tensor &weight, const at::Tensor &indices,
-                                                                    const std::optional<at::Tensor> &values, int64_t F,
-                                                                    std::array<bool, 3> output_mask);
+// The SMoE layer with autograd: (y, indices, rc_loss) = route the top-E experts of `routing`
+// ([NE,H,W] shared or [B,NE,H,W] per-sample), then forward (weighted: gated by the routing
+// scores). Gradients flow to x, weight and routing as `options` says. rc_loss is a 0-d tensor
+// that the backward fills with the RC loss value (for logging); 0 until then, and when the RC loss
+// is off.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Tensor &weight,
+                                                           const at::Tensor &routing, int64_t E, int64_t F = 1,
+                                                           bool weighted = false, const BackwardOptions &options = {});
+
+// The layer's backward in one call: (grad_x, grad_weight, grad_routing, rc_loss), each gradient
+// computed only where output_mask is true. values are the routing scores of the selected experts
+// (weighted only); routing is needed with the RC loss. rc_loss is the RC loss value (a 0-d
+// tensor) when it is on, undefined otherwise.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward(
+    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+    const std::optional<at::Tensor> &values, const std::optional<at::Tensor> &routing, int64_t F,
+    const BackwardOptions &options, std::array<bool, 3> output_mask);
+
+// Per sample b, the exact q-quantile of |ε[b]|·scale with torch.quantile's linear interpolation,
+// where ε = grad_y, or grad_y·response when response is given. grad_y [B, ...]; returns [B].
+at::Tensor error_quantile(const at::Tensor &grad_y, const std::optional<at::Tensor> &response, double q,
+                          double scale);
+
+// The RC loss of DESIGN.md §4: (rc_weight × its gradient with respect to `routing`, the loss value
+// as a 0-d tensor), for the error signal ε = grad_y (or grad_y·response) whose per-sample
+// quantiles are `quantile` (from error_quantile with the same scale). Labels are never stored.
+std::tuple<at::Tensor, at::Tensor> rc_loss(const at::Tensor &grad_y, const std::optional<at::Tensor> &response,
+                                           const at::Tensor &indices, const at::Tensor &routing,
+                                           const at::Tensor &quantile, double scale, int64_t F = 1,
+                                           double rc_weight = 1.0);
 
 }  // namespace smoe

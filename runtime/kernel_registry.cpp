@@ -21,19 +21,25 @@ int forward_weighted(void *uc, const ForwardArgs &a) {
 }
 template <auto K>
 int backward_data_unweighted(void *uc, const BackwardDataArgs &a) {
-    return K(uc, a.grad_y, a.weight, a.indices, a.out_per_expert, a.grad_x);
+    const DampingArgs &d = a.damping;
+    return K(uc, a.grad_y, a.weight, a.indices, a.out_per_expert, d.quantile, d.error_scale, d.damping, a.grad_x);
 }
 template <auto K>
 int backward_data_weighted(void *uc, const BackwardDataArgs &a) {
-    return K(uc, a.grad_y, a.weight, a.indices, a.values, a.out_per_expert, a.grad_x);
+    const DampingArgs &d = a.damping;
+    return K(uc, a.grad_y, a.weight, a.indices, a.values, a.out_per_expert, d.quantile, d.error_scale, d.damping,
+             a.grad_x);
 }
 template <auto K>
 int backward_weight_unweighted(void *uc, const BackwardWeightArgs &a) {
-    return K(uc, a.grad_y, a.x, a.indices, a.out_per_expert, a.grad_weight);
+    const DampingArgs &d = a.damping;
+    return K(uc, a.grad_y, a.x, a.indices, a.out_per_expert, d.quantile, d.error_scale, d.damping, a.grad_weight);
 }
 template <auto K>
 int backward_weight_weighted(void *uc, const BackwardWeightArgs &a) {
-    return K(uc, a.grad_y, a.x, a.indices, a.values, a.out_per_expert, a.grad_weight);
+    const DampingArgs &d = a.damping;
+    return K(uc, a.grad_y, a.x, a.indices, a.values, a.out_per_expert, d.quantile, d.error_scale, d.damping,
+             a.grad_weight);
 }
 template <auto K>
 int gate_gradient_unweighted(void *uc, const GateGradientArgs &a) {
@@ -42,6 +48,25 @@ int gate_gradient_unweighted(void *uc, const GateGradientArgs &a) {
 template <auto K>
 int gate_gradient_weighted(void *uc, const GateGradientArgs &a) {
     return K(uc, a.grad_y, a.response, a.indices, a.out_per_expert, a.grad_routing);
+}
+
+template <auto K>
+int rc_loss_unweighted(void *uc, const RCLossArgs &a) {
+    return K(uc, a.grad_y, a.indices, a.routing, a.quantile, a.out_per_expert, a.error_scale, a.gradient_scale,
+             a.grad_routing, a.loss);
+}
+template <auto K>
+int rc_loss_weighted(void *uc, const RCLossArgs &a) {
+    return K(uc, a.grad_y, a.response, a.indices, a.routing, a.quantile, a.out_per_expert, a.error_scale,
+             a.gradient_scale, a.grad_routing, a.loss);
+}
+template <auto K>
+int error_quantile_signal(void *uc, const ErrorQuantileArgs &a) {
+    return K(uc, a.signal, a.q, a.error_scale, a.quantile);
+}
+template <auto K>
+int error_quantile_product(void *uc, const ErrorQuantileArgs &a) {
+    return K(uc, a.signal, a.response, a.q, a.error_scale, a.quantile);
 }
 
 // [shared_routing][weighted] for one op, dtype and device.
@@ -72,17 +97,20 @@ struct Tables;
 #define SMOE_CUDA_TABLE_BackwardData static constexpr VariantTable<BackwardDataArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_data, f32_cuda);
 #define SMOE_CUDA_TABLE_BackwardWeight static constexpr VariantTable<BackwardWeightArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_weight, f32_cuda);
 #define SMOE_CUDA_TABLE_GateGradient static constexpr VariantTable<GateGradientArgs> cuda_f32 = SMOE_VARIANT_TABLE(gate_gradient, f32_cuda);
+#define SMOE_CUDA_TABLE_RCLoss static constexpr VariantTable<RCLossArgs> cuda_f32 = SMOE_VARIANT_TABLE(rc_loss, f32_cuda);
 #else
 #define SMOE_CUDA_TABLE_Forward
 #define SMOE_CUDA_TABLE_BackwardData
 #define SMOE_CUDA_TABLE_BackwardWeight
 #define SMOE_CUDA_TABLE_GateGradient
+#define SMOE_CUDA_TABLE_RCLoss
 #endif
 
 SMOE_TABLES(Forward, forward)
 SMOE_TABLES(BackwardData, backward_data)
 SMOE_TABLES(BackwardWeight, backward_weight)
 SMOE_TABLES(GateGradient, gate_gradient)
+SMOE_TABLES(RCLoss, rc_loss)
 
 }  // namespace
 
@@ -93,6 +121,26 @@ RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {
     }
 #ifdef SMOE_WITH_CUDA_KERNELS
     if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) return route_topk_adapter<smoe_route_topk_f32_cuda>;
+#endif
+    return nullptr;
+}
+
+ErrorQuantileKernel find_error_quantile(c10::ScalarType dtype, c10::DeviceType device, bool product) {
+    if (device == c10::DeviceType::CPU) {
+        if (dtype == c10::kFloat) {
+            return product ? error_quantile_product<smoe_error_quantile_product_f32>
+                           : error_quantile_signal<smoe_error_quantile_signal_f32>;
+        }
+        if (dtype == c10::kDouble) {
+            return product ? error_quantile_product<smoe_error_quantile_product_f64>
+                           : error_quantile_signal<smoe_error_quantile_signal_f64>;
+        }
+    }
+#ifdef SMOE_WITH_CUDA_KERNELS
+    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) {
+        return product ? error_quantile_product<smoe_error_quantile_product_f32_cuda>
+                       : error_quantile_signal<smoe_error_quantile_signal_f32_cuda>;
+    }
 #endif
     return nullptr;
 }
@@ -114,5 +162,6 @@ template Kernel<ForwardArgs> find_kernel<ForwardArgs>(c10::ScalarType, c10::Devi
 template Kernel<BackwardDataArgs> find_kernel<BackwardDataArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
 template Kernel<BackwardWeightArgs> find_kernel<BackwardWeightArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
 template Kernel<GateGradientArgs> find_kernel<GateGradientArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
+template Kernel<RCLossArgs> find_kernel<RCLossArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);
 
 }  // namespace smoe::runtime

@@ -28,16 +28,24 @@ struct ForwardArgs {
     int out_per_expert;
     halide_buffer_t *y;
 };
+// Damping of the error signal fed to the expert-side gradients; damping = 1 leaves it unchanged.
+struct DampingArgs {
+    halide_buffer_t *quantile;  // Q_b(dy), [B]
+    double error_scale;         // s
+    double damping;             // δ
+};
 struct BackwardDataArgs {
     halide_buffer_t *grad_y, *weight, *indices;
     halide_buffer_t *values;  // null unless weighted
     int out_per_expert;
+    DampingArgs damping;
     halide_buffer_t *grad_x;
 };
 struct BackwardWeightArgs {
     halide_buffer_t *grad_y, *x, *indices;
     halide_buffer_t *values;  // null unless weighted
     int out_per_expert;
+    DampingArgs damping;
     halide_buffer_t *grad_weight;
 };
 struct GateGradientArgs {
@@ -48,11 +56,33 @@ struct GateGradientArgs {
     halide_buffer_t *grad_routing;
 };
 
+struct RCLossArgs {
+    halide_buffer_t *grad_y;
+    halide_buffer_t *response;  // u, null unless weighted
+    halide_buffer_t *indices, *routing;
+    halide_buffer_t *quantile;  // Q_b(ε), [B]
+    int out_per_expert;
+    double error_scale;      // s
+    double gradient_scale;   // rc_weight × AMP loss scale
+    halide_buffer_t *grad_routing;
+    halide_buffer_t *loss;   // 0-d
+};
+
+struct ErrorQuantileArgs {
+    halide_buffer_t *signal;    // [B, N], dy
+    halide_buffer_t *response;  // u, like signal: the quantile of dy·u; null for dy alone
+    double q;
+    double error_scale;
+    halide_buffer_t *quantile;  // [B]
+};
+using ErrorQuantileKernel = int (*)(void *user_context, const ErrorQuantileArgs &args);
+
 template <typename Args>
 using Kernel = int (*)(void *user_context, const Args &args);
 
 // nullptr when the build has no such kernel.
 RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device);
+ErrorQuantileKernel find_error_quantile(c10::ScalarType dtype, c10::DeviceType device, bool product);
 template <typename Args>
 Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingVariant variant);
 

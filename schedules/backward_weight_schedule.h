@@ -8,6 +8,7 @@ namespace smoe {
 // The Funcs of generators/backward_weight_generator.cpp that a schedule makes decisions about.
 struct BackwardWeightStages {
     Halide::Func input;         // x with zero padding, (w, h, c, b)
+    Halide::Func gated;         // dŷ, (w, h, jf, b)
     Halide::Func contribution;  // (kw, kh, c, w, h, jf[, b]); shared routing: a reduction over rb
     Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p
     Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t

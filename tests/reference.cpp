@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include <torch/csrc/autograd/autograd.h>
+
 namespace smoe::reference {
 
 std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E) {
@@ -37,6 +39,56 @@ std::tuple<at::Tensor, at::Tensor> spatial_moe(const at::Tensor &x, const at::Te
     at::Tensor gate = (values.dim() == 3 ? values.unsqueeze(0).expand({B, -1, -1, -1}) : values).repeat_interleave(F, 1);
     at::Tensor y = weighted ? u * gate : u + (gate - gate.detach());
     return {y, indices};
+}
+
+TwoPassGradients two_pass_backward(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing, int64_t E,
+                                   int64_t F, bool weighted, const at::Tensor &grad_y, const TwoPassOptions &o) {
+    const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
+    const bool shared = routing.dim() == 3;
+    const int64_t NE = routing.size(shared ? 0 : 1);
+    const double s = o.error_scale.value_or(static_cast<double>(grad_y.numel()) / 2.0) / o.loss_scale;
+    auto per_sample_quantile = [&](const at::Tensor &signal) {
+        return at::quantile((signal.abs() * s).reshape({B, -1}), o.quantile, /*dim=*/1, /*keepdim=*/false, "linear")
+            .view({B, 1, 1, 1});
+    };
+    TwoPassGradients result;
+
+    // First pass: the experts, with the damped error.
+    at::Tensor damped = grad_y;
+    if (o.damping.has_value()) {
+        const at::Tensor misrouted = grad_y.abs() * s > per_sample_quantile(grad_y) + 1e-3;
+        damped = at::where(misrouted, grad_y * *o.damping, grad_y);
+    }
+    {
+        at::Tensor xr = x.detach().requires_grad_(), wr = weight.detach().requires_grad_();
+        at::Tensor z = routing.detach().requires_grad_();
+        auto [y, indices] = spatial_moe(xr, wr, z, E, F, weighted);
+        const auto grads = torch::autograd::grad({y}, {xr, wr, z}, {damped}, /*retain_graph=*/true);
+        result.grad_x = grads[0];
+        result.grad_weight = grads[1];
+        if (!o.rc_loss) {
+            // Straight-through: the gate sees the undamped error.
+            result.grad_routing = torch::autograd::grad({y}, {z}, {grad_y})[0];
+            return result;
+        }
+    }
+
+    // Second pass: dense labels, BCE-with-logits, its own backward.
+    auto [indices, values] = route_topk(routing, E);
+    at::Tensor signal = grad_y;
+    if (weighted) signal = grad_y * forward(x, weight, indices, std::nullopt, F);
+    const at::Tensor within = (signal.abs() * s <= per_sample_quantile(signal) + 1e-5).view({B, E, F, H, W});
+    const at::Tensor correct = within.all(2).to(x.scalar_type());  // [B, E, H, W]
+    const at::Tensor wrong = E - correct.sum(1, /*keepdim=*/true);   // [B, 1, H, W]
+    at::Tensor labels = (wrong / static_cast<double>(NE - E)).expand({B, NE, H, W}).contiguous();
+    const at::Tensor idx = (shared ? indices.unsqueeze(0).expand({B, E, H, W}) : indices).to(at::kLong);
+    labels.scatter_(1, idx, correct);
+    at::Tensor z = routing.detach().requires_grad_();
+    const at::Tensor logits = shared ? z.unsqueeze(0).expand({B, NE, H, W}) : z;
+    const at::Tensor loss = at::binary_cross_entropy_with_logits(logits, labels);
+    result.grad_routing = torch::autograd::grad({loss * (o.rc_weight * o.loss_scale)}, {z})[0];
+    result.rc_loss = loss.detach();
+    return result;
 }
 
 std::string compare(const at::Tensor &actual, const at::Tensor &expected, double tolerance) {

@@ -38,6 +38,13 @@ void expect_same_gradients(const Gradients &actual, const Gradients &expected, d
     }
 }
 
+// The compiled layer with the plain gradient (BackwardOptions' defaults).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> compiled_layer(const at::Tensor &x, const at::Tensor &weight,
+                                                              const at::Tensor &routing, int64_t E, int64_t F,
+                                                              bool weighted) {
+    return smoe::spatial_moe(x, weight, routing, E, F, weighted);
+}
+
 class BackwardMatchesReference : public ::testing::TestWithParam<LayerConfig> {};
 
 TEST_P(BackwardMatchesReference, AllThreeGradients) {
@@ -47,8 +54,7 @@ TEST_P(BackwardMatchesReference, AllThreeGradients) {
     const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}, t.x.options());
     std::ostringstream label;
     label << c;
-    expect_same_gradients(gradients_of(smoe::spatial_moe, t, c, grad_y),
-                          gradients_of(reference::spatial_moe, t, c, grad_y),
+    expect_same_gradients(gradients_of(compiled_layer, t, c, grad_y), gradients_of(reference::spatial_moe, t, c, grad_y),
                           c.dtype == at::kDouble ? 1e-11 : 2e-5, label.str());
 }
 
@@ -66,7 +72,7 @@ TEST(BackwardPaperLayers, WeatherbenchAndHeatMatchReference) {
         const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W});
         std::ostringstream label;
         label << c;
-        expect_same_gradients(gradients_of(smoe::spatial_moe, t, c, grad_y),
+        expect_same_gradients(gradients_of(compiled_layer, t, c, grad_y),
                               gradients_of(reference::spatial_moe, t, c, grad_y), 2e-5, label.str());
     }
 }
@@ -78,10 +84,10 @@ TEST(BackwardDeterminism, BitwiseIdenticalAcrossCallsAndThreadCounts) {
     const testing::LayerTensors t = testing::random_layer(c, 24);
     const at::Tensor grad_y = at::randn({c.B, c.E, c.H, c.W});
     const int threads = at::get_num_threads();
-    const Gradients first = gradients_of(smoe::spatial_moe, t, c, grad_y);
-    const Gradients again = gradients_of(smoe::spatial_moe, t, c, grad_y);
+    const Gradients first = gradients_of(compiled_layer, t, c, grad_y);
+    const Gradients again = gradients_of(compiled_layer, t, c, grad_y);
     at::set_num_threads(1);
-    const Gradients single = gradients_of(smoe::spatial_moe, t, c, grad_y);
+    const Gradients single = gradients_of(compiled_layer, t, c, grad_y);
     at::set_num_threads(threads);
     for (const Gradients *other : {&again, &single}) {
         EXPECT_TRUE(at::equal(first.x, other->x));
@@ -95,7 +101,8 @@ TEST(BackwardOutputMask, ComputesOnlyWhatIsAsked) {
     const testing::LayerTensors t = testing::random_layer(c, 25);
     auto [indices, values] = smoe::route_topk(t.routing, c.E);
     const at::Tensor grad_y = at::randn({c.B, c.E, c.H, c.W});
-    auto [gx, gw, gr] = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt, c.F, {false, true, false});
+    auto [gx, gw, gr, rc] = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt, std::nullopt, c.F,
+                                                       BackwardOptions{}, {false, true, false});
     EXPECT_FALSE(gx.defined());
     EXPECT_TRUE(gw.defined());
     EXPECT_FALSE(gr.defined());
@@ -110,7 +117,8 @@ TEST(BackwardBadInput, GradientShapeMustMatchTheOutput) {
     const testing::LayerTensors t = testing::random_layer(c, 26);
     auto [indices, values] = smoe::route_topk(t.routing, c.E);
     try {
-        smoe::spatial_moe_backward(at::randn({2, 3, 5, 6}), t.x, t.weight, indices, std::nullopt, 1, {true, true, true});
+        smoe::spatial_moe_backward(at::randn({2, 3, 5, 6}), t.x, t.weight, indices, std::nullopt, std::nullopt, 1,
+                                   BackwardOptions{}, {true, true, true});
         FAIL() << "no error";
     } catch (const c10::Error &e) {
         EXPECT_NE(std::string(e.what_without_backtrace()).find("'grad_y' must have the forward's output shape"),
@@ -130,7 +138,9 @@ TEST(BackwardBadInput, GradientShapeMustMatchTheOutput) {
 TEST(Modules, SharedGateAccumulatesBothLayers) {
     at::manual_seed(27);
     TensorRoutingGate gate(6, 2, 7, 5);
-    SpatialMoE2d first(SpatialMoE2dOptions(3, 3), gate), second(SpatialMoE2dOptions(3, 5).weighted(true), gate);
+    // The plain gradient (straight-through gate), which the reference layer gives.
+    SpatialMoE2d first(SpatialMoE2dOptions(3, 3).rc_loss(false).damping(std::nullopt), gate),
+        second(SpatialMoE2dOptions(3, 5).weighted(true).rc_loss(false).damping(std::nullopt), gate);
     const at::Tensor x = at::randn({4, 3, 7, 5});
     const at::Tensor loss = first->forward(x).square().sum() + second->forward(x).sin().sum();
     loss.backward();
@@ -166,7 +176,7 @@ TEST(Modules, TrainingLoopLearnsPerRegionFilters) {
     TensorRoutingGate gate(2, 1, 8, 8);
     const at::Tensor halves = (at::arange(8).view({1, 8}) >= 4).to(at::kLong).expand({8, 8});
     gate->init_from_class_map(halves, 2);
-    SpatialMoE2d layer(SpatialMoE2dOptions(1, 3), gate);
+    SpatialMoE2d layer(SpatialMoE2dOptions(1, 3).rc_loss(false).damping(std::nullopt), gate);
     const at::Tensor x = at::randn({16, 1, 8, 8});
     const at::Tensor left = at::conv2d(x, at::randn({1, 1, 3, 3}), {}, 1, 1);
     const at::Tensor right = at::conv2d(x, at::randn({1, 1, 3, 3}), {}, 1, 1);

@@ -44,7 +44,9 @@ TEST_P(CudaMatchesReference, Gradients) {
         std::get<0>(layer(x, weight, routing, c.E, c.F, c.weighted)).backward(grad_y.to(device));
         return std::vector<at::Tensor>{x.grad().cpu(), weight.grad().cpu(), routing.grad().cpu()};
     };
-    const auto actual = gradients(smoe::spatial_moe, at::Device(at::kCUDA, 0));
+    const auto actual = gradients([](const at::Tensor &x, const at::Tensor &w, const at::Tensor &r, int64_t E,
+                                     int64_t F, bool weighted) { return smoe::spatial_moe(x, w, r, E, F, weighted); },
+                                  at::Device(at::kCUDA, 0));
     const auto expected = gradients(reference::spatial_moe, at::Device(at::kCPU));
     for (size_t i = 0; i < actual.size(); ++i) {
         const std::string mismatch = reference::compare(actual[i], expected[i], 2e-5);

@@ -49,6 +49,9 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const BackwardWeightK
             .unroll(s.c, channel_vectors, TailStrategy::GuardWithIf);
     }
 
+    // dŷ once per (slot, pixel) for the whole batch, not once per channel chunk and tap.
+    s.gated.compute_at(s.partial, s.p.x);
+
     // Channel-innermost copy of the band's input rows (plus the halo).
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
     s.input.compute_at(s.partial, s.band).reorder_storage(in[2], in[3], in[0], in[1]);

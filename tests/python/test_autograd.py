@@ -97,17 +97,22 @@ class OpCheck(unittest.TestCase):
                     torch.library.opcheck(torch.ops.smoe.spatial_moe.default, (*args, E, F, weighted))
                 indices, values = torch.ops.smoe.route_topk(routing, E)
                 grad_y = torch.randn(x.shape[0], E * F, *x.shape[2:])
-                for mask in itertools.product((False, True), repeat=3):
+                NE = weight.shape[0] // F
+                # Plain, damped, and (where NE > E) with the RC loss.
+                option_sets = [(False, None), (False, 0.1)] + ([(True, 0.1)] if NE > E else [])
+                for (rc, damping), mask in itertools.product(option_sets, itertools.product((False, True), repeat=3)):
                     torch.library.opcheck(torch.ops.smoe.spatial_moe_backward.default,
-                                          (grad_y, x, weight, indices, values if weighted else None, F, list(mask)))
+                                          (grad_y, x, weight, indices, values if weighted else None,
+                                           routing if rc else None, F, rc, 1.0, 0.7, damping, None, 1.0, list(mask)))
 
 
 class Modules(unittest.TestCase):
     def test_shared_gate_accumulates_both_layers(self):
         torch.manual_seed(0)
         gate = smoe.TensorRoutingGate(6, 2, 7, 5)
-        first = smoe.SpatialMoE2d(3, gate, kernel_size=3)
-        second = smoe.SpatialMoE2d(3, gate, kernel_size=5, weighted=True)
+        # The plain gradient (straight-through gate), which the reference layer gives.
+        first = smoe.SpatialMoE2d(3, gate, kernel_size=3, rc_loss=False, damping=None)
+        second = smoe.SpatialMoE2d(3, gate, kernel_size=5, weighted=True, rc_loss=False, damping=None)
         x = torch.randn(4, 3, 7, 5)
         (first(x).square().sum() + second(x).sin().sum()).backward()
 
@@ -141,7 +146,7 @@ class Modules(unittest.TestCase):
         halves = (torch.arange(8) >= 4).long().expand(8, 8)
         gate = smoe.TensorRoutingGate(2, 1, 8, 8)
         gate.init_from_class_map(halves, 2)
-        layer = smoe.SpatialMoE2d(1, gate, kernel_size=3)
+        layer = smoe.SpatialMoE2d(1, gate, kernel_size=3, rc_loss=False, damping=None)
         x = torch.randn(16, 1, 8, 8)
         left = torch.nn.functional.conv2d(x, torch.randn(1, 1, 3, 3), padding=1)
         right = torch.nn.functional.conv2d(x, torch.randn(1, 1, 3, 3), padding=1)

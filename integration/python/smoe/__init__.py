@@ -9,7 +9,8 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "TensorRoutingGate", "SpatialMoE2d"]
+__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "TensorRoutingGate",
+           "SpatialMoE2d"]
 
 
 def library_path() -> str:
@@ -25,5 +26,7 @@ torch.ops.load_library(library_path())
 route_topk = torch.ops.smoe.route_topk
 forward = torch.ops.smoe.forward
 spatial_moe = torch.ops.smoe.spatial_moe
+error_quantile = torch.ops.smoe.error_quantile
+rc_loss = torch.ops.smoe.rc_loss
 
 from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)

@@ -49,24 +49,39 @@ class SpatialMoE2d(nn.Module):
     """SMoE convolution: a bank of NE experts (a Conv2d(C, NE*F, K) weight), E selected per point.
 
     ``forward(x)`` returns y [B, E*F, H, W]; the experts used are kept in ``last_indices``.
+
+    Training follows the paper by default: the gate learns from the RC loss (``rc_loss``,
+    ``rc_weight``, quantile ``q``) and the experts' error is damped by ``damping`` at misrouted
+    points (None: no damping). ``error_scale`` defaults to numel(dy)/2; set ``loss_scale`` to the
+    AMP loss scale when using one. After a backward, ``last_rc_loss`` holds the RC loss (0-d).
     """
 
-    def __init__(self, in_channels, gate, kernel_size=3, out_per_expert=1, weighted=False):
+    def __init__(self, in_channels, gate, kernel_size=3, out_per_expert=1, weighted=False, rc_loss=True,
+                 rc_weight=1.0, quantile=0.7, damping=0.1, error_scale=None, loss_scale=1.0):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"SpatialMoE2d: kernel_size must be odd, got {kernel_size}")
         self.gate = gate
         self.out_per_expert = out_per_expert
         self.weighted = weighted
+        self.rc_loss = rc_loss
+        self.rc_weight = rc_weight
+        self.quantile = quantile
+        self.damping = damping
+        self.error_scale = error_scale
+        self.loss_scale = loss_scale
         self.weight = nn.Parameter(torch.empty(gate.experts * out_per_expert, in_channels, kernel_size, kernel_size))
         self.last_indices = None
+        self.last_rc_loss = None
         self.reset_parameters()
 
     def reset_parameters(self):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x):
-        y, indices = torch.ops.smoe.spatial_moe(x, self.weight, self.gate.routing, self.gate.selected,
-                                                self.out_per_expert, self.weighted)
+        y, indices, rc_loss = torch.ops.smoe.spatial_moe(
+            x, self.weight, self.gate.routing, self.gate.selected, self.out_per_expert, self.weighted, self.rc_loss,
+            self.rc_weight, self.quantile, self.damping, self.error_scale, self.loss_scale)
         self.last_indices = indices
+        self.last_rc_loss = rc_loss
         return y

@@ -1,0 +1,139 @@
+// Per-sample error quantile (DESIGN.md §4 "Per-sample quantile"): for every sample b, the exact
+// q-quantile of the N values |ε[b]|·s, interpolated like torch.quantile(interpolation='linear'):
+// pos = q·(N−1), Q = v[⌊pos⌋] + (pos−⌊pos⌋)·(v[⌈pos⌉] − v[⌊pos⌋]) over the sorted values.
+//
+// Found by selection, not sorting: non-negative floats order like their bit patterns, so the
+// ⌊pos⌋-th smallest key is found digit by digit, most significant first (radix select). Each pass
+// counts the keys that share the prefix found so far into a histogram of the next digit and keeps
+// the bucket holding the wanted rank. The ⌈pos⌉-th value is then the same key or the smallest
+// key above it. Any NaN makes the sample's quantile NaN, as in torch.quantile.
+#include "Halide.h"
+
+#include "error_quantile_schedule.h"
+
+namespace smoe {
+namespace {
+
+using namespace Halide;
+
+class ErrorQuantile : public Generator<ErrorQuantile> {
+public:
+    GeneratorParam<Type> dtype{"dtype", Float(32)};
+    GeneratorParam<bool> product{"product", false};  // ε = dy·u (weighted gate), else ε = dy
+    GeneratorParam<int> digit_bits{"digit_bits", 11};  // histogram of 2^digit_bits bins per pass
+
+    GeneratorInput<Buffer<>> *grad_y = nullptr;    // (n, b): each sample flattened
+    GeneratorInput<Buffer<>> *response = nullptr;  // u, like grad_y; only for the product
+    GeneratorInput<double> *q = nullptr;
+    GeneratorInput<double> *scale = nullptr;       // s
+    GeneratorOutput<Buffer<>> *quantile = nullptr;  // (b)
+
+    void configure() {
+        grad_y = add_input<Buffer<>>("grad_y", dtype, 2);
+        if (product) response = add_input<Buffer<>>("response", dtype, 2);
+        q = add_input<double>("q");
+        scale = add_input<double>("scale");
+        quantile = add_output<Buffer<>>("quantile", dtype, 1);
+    }
+
+    void generate() {
+        const Type value_type = dtype;
+        const int bits = value_type.bits();
+        const Type key_type = Int(bits);  // |ε|·s >= 0: its bits order like the value, sign bit clear
+        Var n("n"), b("b"), d("d");
+        Expr count = grad_y->dim(0).extent();
+
+        // |ε|·s in the kernel's type, exactly as the reference rounds it; keys are its bits.
+        Func magnitude("magnitude");
+        Expr signal = product ? (*grad_y)(n, b) * (*response)(n, b) : (*grad_y)(n, b);
+        magnitude(n, b) = abs(signal) * cast(value_type, *scale);
+        Func key("key");
+        key(n, b) = reinterpret(key_type, magnitude(n, b));
+
+        // torch.quantile's rank arithmetic: q rounded to the value type, the rank q·(N−1) in
+        // float64, the fraction rounded back to the value type.
+        Expr last = count - 1;
+        Expr pos = cast<double>(cast(value_type, *q)) * cast<double>(last);
+        Expr lower_rank = cast<int>(floor(pos));
+        Expr upper_rank = cast<int>(ceil(pos));
+        Expr fraction = cast(value_type, pos - floor(pos));
+        lower_rank = clamp(lower_rank, 0, last);
+        upper_rank = clamp(upper_rank, 0, last);
+
+        // Radix select of the key at lower_rank, one digit per pass.
+        std::vector<Func> histograms, cumulative, buckets;
+        std::vector<int> bin_counts;
+        Func rank("rank_in_bucket"), prefix("prefix");
+        rank(b) = lower_rank;
+        prefix(b) = cast(key_type, 0);
+        int done = 0;
+        while (done < bits) {
+            const int width = std::min<int>(digit_bits, bits - done);
+            const int shift = bits - done - width;
+            const int bins = 1 << width;
+            const std::string pass = std::to_string(histograms.size());
+            RDom r(0, count, "r" + pass);
+            if (done > 0) r.where((key(r, b) >> (shift + width)) == prefix(b));
+            Func histogram("histogram" + pass);
+            histogram(d, b) = 0;
+            // A modulo (not a mask) so that bounds inference sees the digit's range.
+            Expr digit = cast<int>((key(r, b) >> shift) % cast(key_type, bins));
+            histogram(digit, b) += 1;
+
+            RDom scan(1, bins - 1, "scan" + pass);
+            Func running("cumulative" + pass);
+            running(d, b) = histogram(d, b);
+            running(scan, b) = running(scan - 1, b) + histogram(scan, b);
+
+            // The bucket holding the rank: the first whose running count exceeds it.
+            RDom all(0, bins, "bins" + pass);
+            Func bucket("bucket" + pass);
+            bucket(b) = sum(select(running(all, b) <= rank(b), 1, 0));
+
+            Func next_rank("rank" + pass), next_prefix("prefix" + pass);
+            Expr below = select(bucket(b) > 0, running(clamp(bucket(b) - 1, 0, bins - 1), b), 0);
+            next_rank(b) = rank(b) - below;
+            next_prefix(b) = (prefix(b) << width) | cast(key_type, bucket(b));
+            histograms.push_back(histogram);
+            bin_counts.push_back(bins);
+            cumulative.push_back(running);
+            buckets.push_back(bucket);
+            rank = next_rank;
+            prefix = next_prefix;
+            done += width;
+        }
+        Func lower_key = prefix;
+
+        // One last pass: how many keys are <= the lower one, the smallest key above it, and NaNs.
+        const Expr infinity_key = bits == 64 ? Internal::make_const(key_type, uint64_t{0x7ff0000000000000}) : Internal::make_const(key_type, uint64_t{0x7f800000});
+        const Expr nan_value = reinterpret(value_type, bits == 64 ? Internal::make_const(key_type, uint64_t{0x7ff8000000000000})
+                                                                  : Internal::make_const(key_type, uint64_t{0x7fc00000}));
+        RDom r(0, count, "r_final");
+        Expr k = key(r, b);
+        Func not_above("not_above"), next_above("next_above"), nans("nans");
+        not_above(b) = 0;
+        not_above(b) += select(k <= lower_key(b), 1, 0);
+        next_above(b) = key_type.max();
+        next_above(b) = min(next_above(b), select(k > lower_key(b), k, key_type.max()));
+        nans(b) = 0;
+        nans(b) += select(k > infinity_key, 1, 0);
+
+        Expr upper_key = select(upper_rank < not_above(b), lower_key(b), next_above(b));
+        Expr low = reinterpret(value_type, lower_key(b));
+        Expr high = reinterpret(value_type, upper_key);
+        // torch's lerp, operation for operation (no fused multiply-add).
+        Expr interpolated = strict_float(select(fraction < Internal::make_const(value_type, 0.5), low + fraction * (high - low),
+                                                high - (high - low) * (cast(value_type, 1) - fraction)));
+        Func result("result");
+        result(b) = select(nans(b) > 0, nan_value, interpolated);
+        (*quantile)(b) = result(b);
+
+        ErrorQuantileStages stages{magnitude, histograms, bin_counts, cumulative, buckets, {not_above, next_above, nans}, *quantile, n, b, d};
+        schedule_error_quantile(stages, get_target());
+    }
+};
+
+}  // namespace
+}  // namespace smoe
+
+HALIDE_REGISTER_GENERATOR(smoe::ErrorQuantile, smoe_error_quantile)

@@ -1,0 +1,13 @@
+#include "error_quantile_schedule.h"
+
+namespace smoe {
+
+void schedule_error_quantile(ErrorQuantileStages &stages, const Halide::Target &target) {
+    if (target.has_gpu_feature()) {
+        schedule_error_quantile_gpu(stages, target);
+    } else {
+        schedule_error_quantile_cpu(stages, target);
+    }
+}
+
+}  // namespace smoe

@@ -1,0 +1,26 @@
+// How the error-quantile generator runs: its stages and schedule entry points.
+#pragma once
+
+#include <vector>
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of generators/error_quantile_generator.cpp that a schedule makes decisions about.
+struct ErrorQuantileStages {
+    Halide::Func magnitude;                // |ε|·s, (n, b)
+    std::vector<Halide::Func> histograms;  // per radix pass, (d, b): zero, then a count over n
+    std::vector<int> bins;                 // per pass, the histogram's extent in d
+    std::vector<Halide::Func> cumulative;  // per pass, (d, b): running sum of the histogram
+    std::vector<Halide::Func> buckets;     // per pass, (b): the bucket holding the wanted rank
+    std::vector<Halide::Func> final_pass;  // (b): keys <= the lower key, next key above, NaNs
+    Halide::Func output;                   // quantile, (b)
+    Halide::Var n, b, d;
+};
+
+void schedule_error_quantile(ErrorQuantileStages &stages, const Halide::Target &target);
+void schedule_error_quantile_cpu(ErrorQuantileStages &stages, const Halide::Target &target);
+void schedule_error_quantile_gpu(ErrorQuantileStages &stages, const Halide::Target &target);
+
+}  // namespace smoe

@@ -1,0 +1,13 @@
+#include "rc_loss_schedule.h"
+
+namespace smoe {
+
+void schedule_rc_loss(RCLossStages &stages, const Halide::Target &target) {
+    if (target.has_gpu_feature()) {
+        schedule_rc_loss_gpu(stages, target);
+    } else {
+        schedule_rc_loss_cpu(stages, target);
+    }
+}
+
+}  // namespace smoe

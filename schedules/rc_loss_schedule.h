@@ -1,0 +1,24 @@
+// How the RC-loss generator runs: its stages and schedule entry points.
+#pragma once
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of generators/rc_loss_generator.cpp that a schedule makes decisions about.
+struct RCLossStages {
+    Halide::Func correct;     // (w, h, j, b): all F channels within the quantile (a min over F)
+    Halide::Func slot_count;  // shared: (w, h, j), a count over the batch; per-sample: = correct
+    Halide::Func label;       // (w, h, e[, b]): the wrong share, then a scatter over the slots
+    Halide::Func row_sum;     // (row): the BCE terms of one grid row, in float64
+    Halide::Func total;       // (): the rows in order
+    Halide::Func grad_routing, loss;  // outputs
+    Halide::Var w, h, j, e, b, row;
+    bool shared_routing;
+};
+
+void schedule_rc_loss(RCLossStages &stages, const Halide::Target &target);
+void schedule_rc_loss_cpu(RCLossStages &stages, const Halide::Target &target);
+void schedule_rc_loss_gpu(RCLossStages &stages, const Halide::Target &target);
+
+}  // namespace smoe
