@@ -115,6 +115,35 @@ LayerGradients layer_gradients(Method method, const at::Tensor &y, const LayerIn
     return {grads[0], grads[1], grads[2]};
 }
 
+at::Tensor naive_error_quantile(const at::Tensor &grad_y, double q, double scale) {
+    return at::quantile((grad_y.abs() * scale).reshape({grad_y.size(0), -1}), q, /*dim=*/1);
+}
+
+std::tuple<at::Tensor, at::Tensor> naive_rc_loss(const at::Tensor &grad_y, const at::Tensor &indices,
+                                                 const at::Tensor &routing, const at::Tensor &quantile, double scale) {
+    const int64_t B = grad_y.size(0), E = grad_y.size(1), H = grad_y.size(2), W = grad_y.size(3);
+    const int64_t NE = routing.size(-3);
+    const at::Tensor correct = (grad_y.abs() * scale <= quantile.view({B, 1, 1, 1}) + 1e-5).to(grad_y.scalar_type());
+    const at::Tensor wrong = E - correct.sum(1, /*keepdim=*/true);
+    at::Tensor labels = (wrong / static_cast<double>(NE - E)).expand({B, NE, H, W}).contiguous();
+    labels.scatter_(1, indices.expand({B, E, H, W}), correct);
+    const at::Tensor z = routing.detach().requires_grad_();
+    const at::Tensor loss = at::binary_cross_entropy_with_logits(z.expand({B, NE, H, W}), labels);
+    return {torch::autograd::grad({loss}, {z})[0], loss.detach()};
+}
+
+LayerGradients naive_rc_backward(const at::Tensor &y, const LayerConfig &config, const LayerInputs &leaves,
+                                 bool retain_graph) {
+    const at::Tensor &dy = leaves.grad_y;
+    const double scale = static_cast<double>(dy.numel()) / 2.0;
+    const at::Tensor quantile = naive_error_quantile(dy, kRCQuantile, scale);
+    const at::Tensor misrouted = dy.abs() * scale > quantile.view({-1, 1, 1, 1}) + 1e-3;
+    const at::Tensor damped = at::where(misrouted, dy * kRCDamping, dy);
+    const auto grads = torch::autograd::grad({y}, {leaves.x, leaves.weight}, {damped}, retain_graph);
+    const at::Tensor indices = std::get<0>(naive_route_topk(leaves.routing.detach(), config.selected));
+    return {grads[0], grads[1], std::get<0>(naive_rc_loss(dy, indices, leaves.routing, quantile, scale))};
+}
+
 LayerGradients train_step(Method method, const LayerConfig &config, const LayerInputs &leaves) {
     return layer_gradients(method, layer_output(method, config, leaves), leaves);
 }

@@ -96,6 +96,19 @@ LayerGradients train_step(Method method, const LayerConfig &config, const LayerI
 // one untimed step first, so that one-off allocations (e.g. oneDNN's caches) are not counted.
 int64_t train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves);
 
+// The paper's RC loss and damping around the naive layer (DESIGN.md §4, the public reference's way)
+// for the error leaves.grad_y, with q = 0.7, δ = 0.1 and s = numel(dy)/2:
+//   naive_error_quantile: torch.quantile of |dy|·s per sample (a sort);
+//   naive_rc_loss: dense labels [B, NE, H, W], BCE-with-logits and its backward (a second pass);
+//   naive_rc_backward: the damped error's backward through y (from layer_output(naive)) for x and
+//   weight, then naive_rc_loss for the routing.
+inline constexpr double kRCQuantile = 0.7, kRCDamping = 0.1;
+at::Tensor naive_error_quantile(const at::Tensor &grad_y, double q, double scale);
+std::tuple<at::Tensor, at::Tensor> naive_rc_loss(const at::Tensor &grad_y, const at::Tensor &indices,
+                                                 const at::Tensor &routing, const at::Tensor &quantile, double scale);
+LayerGradients naive_rc_backward(const at::Tensor &y, const LayerConfig &config, const LayerInputs &leaves,
+                                 bool retain_graph = false);
+
 // Median wall time of `runs` calls of `fn` after `warmup` untimed calls, in seconds.
 double median_seconds(const std::function<void()> &fn, int warmup, int runs);
 

@@ -81,6 +81,58 @@ void train_step_benchmark(benchmark::State &state, const LayerConfig &config, Me
     state.counters["MiB/naive"] = static_cast<double>(peak) / static_cast<double>(naive_peak);
 }
 
+// RC loss + damping. The backward with them (smoe: one spatial_moe_backward call; naive: the
+// reference's two passes) next to smoe's plain backward, then their two pieces alone.
+enum class RCMethod { smoe_plain, smoe_rc_damping, naive_plain, naive_rc_damping };
+
+void rc_backward_benchmark(benchmark::State &state, const LayerConfig &config, RCMethod method) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+    const int64_t E = config.selected, F = config.outputs_per_expert;
+    const at::Tensor indices = std::get<0>(smoe::route_topk(leaves.routing.detach(), E));
+    const bool naive = method == RCMethod::naive_plain || method == RCMethod::naive_rc_damping;
+    const at::Tensor y = naive ? smoe::bench::layer_output(Method::naive, config, leaves) : at::Tensor();
+    smoe::BackwardOptions options;
+    if (method == RCMethod::smoe_rc_damping) {
+        options.rc_loss = true;
+        options.quantile = smoe::bench::kRCQuantile;
+        options.damping = smoe::bench::kRCDamping;
+    }
+    for (auto _ : state) {
+        if (method == RCMethod::naive_plain) {
+            benchmark::DoNotOptimize(smoe::bench::layer_gradients(Method::naive, y, leaves, /*retain_graph=*/true));
+        } else if (method == RCMethod::naive_rc_damping) {
+            benchmark::DoNotOptimize(smoe::bench::naive_rc_backward(y, config, leaves, /*retain_graph=*/true));
+        } else {
+            benchmark::DoNotOptimize(smoe::spatial_moe_backward(leaves.grad_y, leaves.x.detach(),
+                                                                leaves.weight.detach(), indices, std::nullopt,
+                                                                leaves.routing.detach(), F, options,
+                                                                {true, true, true}));
+        }
+    }
+}
+
+void error_quantile_benchmark(benchmark::State &state, const LayerConfig &config, bool use_smoe) {
+    const at::Tensor dy = smoe::bench::make_inputs(config).grad_y;
+    const double scale = static_cast<double>(dy.numel()) / 2.0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(use_smoe ? smoe::error_quantile(dy, std::nullopt, smoe::bench::kRCQuantile, scale)
+                                          : smoe::bench::naive_error_quantile(dy, smoe::bench::kRCQuantile, scale));
+    }
+}
+
+void rc_loss_benchmark(benchmark::State &state, const LayerConfig &config, bool use_smoe) {
+    const smoe::bench::LayerInputs in = smoe::bench::make_inputs(config);
+    const double scale = static_cast<double>(in.grad_y.numel()) / 2.0;
+    const at::Tensor quantile = smoe::error_quantile(in.grad_y, std::nullopt, smoe::bench::kRCQuantile, scale);
+    const at::Tensor indices = std::get<0>(smoe::route_topk(in.routing, config.selected));
+    const at::Tensor long_indices = indices.to(at::kLong);
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(
+            use_smoe ? smoe::rc_loss(in.grad_y, std::nullopt, indices, in.routing, quantile, scale, 1, 1.0)
+                     : smoe::bench::naive_rc_loss(in.grad_y, long_indices, in.routing, quantile, scale));
+    }
+}
+
 void route_topk_benchmark(benchmark::State &state, const LayerConfig &config, bool use_smoe) {
     const at::Tensor routing = smoe::bench::make_inputs(config).routing;
     for (auto _ : state) {
@@ -114,6 +166,25 @@ void register_benchmarks(double gemm_gflops) {
                     ->UseRealTime()
                     ->Unit(benchmark::kMillisecond);
             }
+        }
+        for (auto [name, method] : {std::pair{"smoe_plain", RCMethod::smoe_plain},
+                                    std::pair{"smoe_rc_damping", RCMethod::smoe_rc_damping},
+                                    std::pair{"naive_plain", RCMethod::naive_plain},
+                                    std::pair{"naive_rc_damping", RCMethod::naive_rc_damping}}) {
+            benchmark::RegisterBenchmark(("backward_rc/" + config.name + "/" + name).c_str(), rc_backward_benchmark,
+                                         config, method)
+                ->UseRealTime()
+                ->Unit(benchmark::kMillisecond);
+        }
+        for (auto [name, use_smoe] : {std::pair{"smoe", true}, std::pair{"naive", false}}) {
+            benchmark::RegisterBenchmark(("error_quantile/" + config.name + "/" + name).c_str(),
+                                         error_quantile_benchmark, config, use_smoe)
+                ->UseRealTime()
+                ->Unit(benchmark::kMillisecond);
+            benchmark::RegisterBenchmark(("rc_loss/" + config.name + "/" + name).c_str(), rc_loss_benchmark, config,
+                                         use_smoe)
+                ->UseRealTime()
+                ->Unit(benchmark::kMillisecond);
         }
         const std::string route = "route_topk/" + config.name + "/";
         for (auto [name, use_smoe] : {std::pair{"smoe", true}, std::pair{"torch_topk", false}}) {

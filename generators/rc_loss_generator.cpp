@@ -63,24 +63,25 @@ public:
                             : (*grad_y)(w, h, j * F + rf, b);
         Expr within = abs(eps) * cast(t, *scale) <= (*quantile)(b) + Internal::make_const(t, kCorrectTolerance);
         Func correct("correct");
-        correct(w, h, j, b) = minimum(select(within, 1, 0));
+        correct(w, h, j, b) = 1;
+        correct(w, h, j, b) = select(within, correct(w, h, j, b), 0);
 
         // Labels (summed over the batch for shared routing): the correct count at each selected
         // expert, the wrong count shared out among the unselected ones.
-        Func slot_count("slot_count"), label("label");
+        Func slot_count("slot_count"), wrong_share("wrong_share"), label("label");
         RDom s(0, selected, "s");
         Expr unselected = cast(t, experts - selected);
         if (shared_routing) {
             RDom rb(0, batch, "rb");
             slot_count(w, h, j) = 0;
             slot_count(w, h, j) += correct(w, h, j, rb);
-            Expr wrong = selected * batch - sum(slot_count(w, h, s));
-            label(w, h, e) = cast(t, wrong) / unselected;
+            wrong_share(w, h) = cast(t, selected * batch - sum(slot_count(w, h, s))) / unselected;
+            label(w, h, e) = wrong_share(w, h);
             label(w, h, clamp((*indices)(w, h, s), 0, experts - 1)) = cast(t, slot_count(w, h, s));
         } else {
             slot_count(w, h, j, b) = correct(w, h, j, b);
-            Expr wrong = selected - sum(slot_count(w, h, s, b));
-            label(w, h, e, b) = cast(t, wrong) / unselected;
+            wrong_share(w, h, b) = cast(t, selected - sum(slot_count(w, h, s, b))) / unselected;
+            label(w, h, e, b) = wrong_share(w, h, b);
             label(w, h, clamp((*indices)(w, h, s, b), 0, experts - 1), b) = cast(t, slot_count(w, h, s, b));
         }
 
@@ -112,7 +113,7 @@ public:
         (*grad_routing)(score_args) = gradient(score_args);
         (*loss)() = cast(t, total() / elements);
 
-        RCLossStages stages{correct, slot_count, label, row_sum, total, *grad_routing, *loss,
+        RCLossStages stages{correct, slot_count, wrong_share, label, term, row_sum, total, *grad_routing, *loss,
                             w, h, j, e, b, row, shared_routing};
         schedule_rc_loss(stages, get_target());
     }

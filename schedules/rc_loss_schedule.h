@@ -7,9 +7,11 @@ namespace smoe {
 
 // The Funcs of generators/rc_loss_generator.cpp that a schedule makes decisions about.
 struct RCLossStages {
-    Halide::Func correct;     // (w, h, j, b): all F channels within the quantile (a min over F)
+    Halide::Func correct;     // (w, h, j, b): 1, then cleared by any of the F channels outside the quantile
     Halide::Func slot_count;  // shared: (w, h, j), a count over the batch; per-sample: = correct
+    Halide::Func wrong_share; // (w, h[, b]): the wrong count over NE − E, once per pixel
     Halide::Func label;       // (w, h, e[, b]): the wrong share, then a scatter over the slots
+    Halide::Func term;        // (w, h, e[, b]): one score's (batch-summed) BCE term
     Halide::Func row_sum;     // (row): the BCE terms of one grid row, in float64
     Halide::Func total;       // (): the rows in order
     Halide::Func grad_routing, loss;  // outputs

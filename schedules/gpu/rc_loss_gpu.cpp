@@ -24,7 +24,9 @@ void schedule_rc_loss_gpu(RCLossStages &s, const Target &) {
     };
     s.label.compute_root();
     pixel_threads(s.label, {s.e});
+    s.wrong_share.compute_at(s.label, wi);
     pixel_threads(s.label.update(), {s.label.rvars(0)[0]});
+    s.correct.compute_at(s.slot_count, wi);
     s.slot_count.compute_root();  // read by both stages of the labels
     pixel_threads(s.slot_count, {s.j});
     if (s.shared_routing) pixel_threads(s.slot_count.update(), {s.slot_count.rvars(0)[0], s.j});
