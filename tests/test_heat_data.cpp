@@ -12,7 +12,7 @@
 namespace smoe::heat {
 namespace {
 
-TEST(HeatData, RegionMapIsSeededAndHoldsEveryTypeAsOneGrownRegion) {
+TEST(HeatData, RegionMapIsSeededAndClustered) {
     HeatConfig config;
     config.seed = 5;
     const at::Tensor map = region_map(config);
@@ -22,6 +22,11 @@ TEST(HeatData, RegionMapIsSeededAndHoldsEveryTypeAsOneGrownRegion) {
     EXPECT_EQ(((map < 0) | (map >= kTypes)).sum().item<int64_t>(), 0);
     config.seed = 6;
     EXPECT_FALSE(at::equal(map, region_map(config)));
+    // Preferential attachment: neighbours agree far more often than independent draws (1/3).
+    const double same_right = (map.narrow(1, 0, 63) == map.narrow(1, 1, 63)).to(at::kDouble).mean().item<double>();
+    const double same_below = (map.narrow(0, 0, 63) == map.narrow(0, 1, 63)).to(at::kDouble).mean().item<double>();
+    EXPECT_GT(same_right, 0.5);
+    EXPECT_GT(same_below, 0.5);
 }
 
 TEST(HeatData, StepAppliesEachPointsOwnStencilWithZeroBoundary) {

@@ -2,51 +2,36 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <array>
 #include <random>
 #include <vector>
 
 namespace smoe::heat {
 
 at::Tensor region_map(const HeatConfig &config) {
+    // Raster order; each point's type is drawn with probabilities that start uniform and shift
+    // towards the types of its already-typed 3×3 neighbours (up to 4: the row above and the left).
+    constexpr double kBase = 1.0 / kTypes;
+    constexpr double kPull = (1.0 - kBase) / 5;     // gain per neighbour of a type
+    constexpr double kPush = kPull / (kTypes - 1);  // loss to every other type
     const int64_t n = config.size;
     std::mt19937_64 rng(config.seed);
     std::vector<int64_t> type(n * n, -1);
-    std::array<std::vector<int64_t>, kTypes> frontier;
-    std::array<int64_t, kTypes> area{};
-    auto claim = [&](int64_t cell, int t) {
-        type[cell] = t;
-        ++area[t];
-        const int64_t r = cell / n, c = cell % n;
-        const int64_t neighbours[4][2] = {{r - 1, c}, {r + 1, c}, {r, c - 1}, {r, c + 1}};
-        for (const auto &[nr, nc] : neighbours) {
-            if (nr >= 0 && nr < n && nc >= 0 && nc < n && type[nr * n + nc] < 0) frontier[t].push_back(nr * n + nc);
+    for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < n; ++c) {
+            std::array<double, kTypes> p;
+            p.fill(kBase);
+            for (int64_t nr = std::max<int64_t>(r - 1, 0); nr <= r; ++nr) {
+                for (int64_t nc = std::max<int64_t>(c - 1, 0); nc <= std::min(c + 1, n - 1); ++nc) {
+                    const int64_t t = type[nr * n + nc];
+                    if (t < 0) continue;
+                    for (int k = 0; k < kTypes; ++k) p[k] += k == t ? kPull : -kPush;
+                }
+            }
+            std::discrete_distribution<int64_t> pick(p.begin(), p.end());
+            type[r * n + c] = pick(rng);
         }
-    };
-    std::uniform_int_distribution<int64_t> any_cell(0, n * n - 1);
-    for (int t = 0; t < kTypes; ++t) {
-        int64_t cell = any_cell(rng);
-        while (type[cell] >= 0) cell = any_cell(rng);
-        claim(cell, t);
-    }
-    for (int64_t free = n * n - kTypes; free > 0;) {
-        // Drop frontier cells that another type took meanwhile.
-        std::array<double, kTypes> weight{};
-        for (int t = 0; t < kTypes; ++t) {
-            auto &f = frontier[t];
-            std::erase_if(f, [&](int64_t cell) { return type[cell] >= 0; });
-            weight[t] = f.empty() ? 0.0 : static_cast<double>(area[t]);
-        }
-        std::discrete_distribution<int> pick_type(weight.begin(), weight.end());
-        const int t = pick_type(rng);
-        auto &f = frontier[t];
-        std::uniform_int_distribution<size_t> pick_cell(0, f.size() - 1);
-        const size_t i = pick_cell(rng);
-        const int64_t cell = f[i];
-        f[i] = f.back();
-        f.pop_back();
-        if (type[cell] >= 0) continue;
-        claim(cell, t);
-        --free;
     }
     return at::tensor(type, at::kLong).view({n, n});
 }
@@ -85,9 +70,11 @@ std::pair<at::Tensor, at::Tensor> simulate(const HeatConfig &config, const at::T
     float *values = field.data_ptr<float>();
     std::uniform_int_distribution<int> drops(1, 3);
     for (int64_t run = 0; run < runs; ++run) {
+        const int count = drops(rng);
         for (int t = 0; t < kTypes; ++t) {
+            if (cells[t].empty()) continue;
             std::uniform_int_distribution<size_t> where(0, cells[t].size() - 1);
-            for (int k = drops(rng); k > 0; --k) values[run * n * n + cells[t][where(rng)]] += 1.0f;
+            for (int k = 0; k < count; ++k) values[run * n * n + cells[t][where(rng)]] = 1.0f;
         }
     }
     std::vector<at::Tensor> states = {field};

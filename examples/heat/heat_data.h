@@ -19,9 +19,9 @@ struct HeatConfig {
     uint64_t seed = 0;
 };
 
-// [size, size] int64 region types 0..kTypes-1, grown from one seed cell per type: each step picks
-// a type with probability proportional to its current area (preferential attachment), then one of
-// the free cells bordering it uniformly.
+// [size, size] int64 region types 0..kTypes-1 grown by preferential attachment in raster order:
+// a point takes a type with probability 1/kTypes, raised by (1 − 1/kTypes)/5 for each neighbour
+// already of that type and lowered by half that for each neighbour of another type.
 at::Tensor region_map(const HeatConfig &config);
 
 // The true stencils, [kTypes, 1, 3, 3]: [[0,d,0],[d,1−4d,d],[0,d,0]] for each type's d.
@@ -32,7 +32,8 @@ at::Tensor true_stencils();
 at::Tensor diffuse(const at::Tensor &fields, const at::Tensor &regions);
 
 // `runs` runs of steps_per_run steps on `regions`, each from a random field uniform in [0, 0.1]
-// plus 1–3 unit heat drops in every type's region. Returns (inputs, targets), [runs·steps, 1, H, W]
+// with unit heat drops: per run a count in 1–3, and that many random points of every type's region
+// set to 1. Returns (inputs, targets), [runs·steps, 1, H, W]
 // float32: the field at t and at t+1.
 std::pair<at::Tensor, at::Tensor> simulate(const HeatConfig &config, const at::Tensor &regions, int64_t runs);
 
