@@ -276,7 +276,7 @@ int main() try {
     // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
     at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     const double gemm_gflops = smoe::bench::measure_gemm_gflops(kGemmSize);
-    std::printf("smoe demo: fp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); "
+    std::printf("smoe compare: fp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); "
                 "times are medians of %d runs after %d warm-up runs\n\n",
                 at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
                 static_cast<long long>(kGemmSize), kTimedRuns, kWarmupRuns);
@@ -303,11 +303,11 @@ int main() try {
     print_training_table(training_results);
 
     if (!all_checks_pass) {
-        std::fprintf(stderr, "\nsmoe demo: a correctness check FAILED (see the checks above)\n");
+        std::fprintf(stderr, "\nsmoe compare: a correctness check FAILED (see the checks above)\n");
         return 1;
     }
     return 0;
 } catch (const std::exception &error) {
-    std::fprintf(stderr, "smoe demo: %s\n", error.what());
+    std::fprintf(stderr, "smoe compare: %s\n", error.what());
     return 2;
 }

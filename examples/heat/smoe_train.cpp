@@ -10,15 +10,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
 
+#include <unistd.h>
+
 #include "heat_data.h"
 #include "modules.h"
-#include "png_writer.h"
+#include "heat_images.h"
 
 namespace {
 
@@ -28,12 +29,13 @@ struct Flags {
     bool rc_loss = true;
     bool damping_on = true;
     double damping = 0.1;
-    double quantile = 0.7;
-    int64_t epochs = 20;
+    double quantile = 0.3;
+    int64_t epochs = 30;
     int64_t samples = 20000;
     int64_t batch = 32;
-    double lr = 1e-3;
-    bool lr_decay = true;
+    double lr = 3e-3;
+    double gate_lr = 1e-2;
+    int64_t anneal = 5;
     int threads = 0;
     uint64_t seed = 0;
     std::string out = "heat_output";
@@ -42,7 +44,7 @@ struct Flags {
 
 const char *kUsage =
     "usage: smoe-train [--no-rc] [--no-damping] [--damping D] [--quantile Q] [--epochs N] [--samples N]\n"
-    "                  [--batch N] [--lr LR] [--no-lr-decay] [--threads N] [--seed S] [--out DIR]\n"
+    "                  [--batch N] [--lr LR] [--gate-lr LR] [--anneal N] [--threads N] [--seed S] [--out DIR]\n"
     "                  [--device cpu|cuda]\n";
 
 Flags parse(int argc, char **argv) {
@@ -61,7 +63,8 @@ Flags parse(int argc, char **argv) {
         else if (a == "--samples") f.samples = std::stoll(value());
         else if (a == "--batch") f.batch = std::stoll(value());
         else if (a == "--lr") f.lr = std::stod(value());
-        else if (a == "--no-lr-decay") f.lr_decay = false;
+        else if (a == "--gate-lr") f.gate_lr = std::stod(value());
+        else if (a == "--anneal") f.anneal = std::stoll(value());
         else if (a == "--threads") f.threads = std::stoi(value());
         else if (a == "--seed") f.seed = std::stoull(value());
         else if (a == "--out") f.out = value();
@@ -73,66 +76,24 @@ Flags parse(int argc, char **argv) {
             throw std::invalid_argument("smoe-train: unknown argument '" + a + "'\n" + kUsage);
         }
     }
-    if (f.epochs < 1 || f.samples < 100 || f.batch < 1) {
-        throw std::invalid_argument("smoe-train: need --epochs >= 1, --samples >= 100 (one run) and --batch >= 1");
+    if (f.epochs < 1 || f.samples < 100 || f.batch < 1 || f.anneal < 0) {
+        throw std::invalid_argument(
+            "smoe-train: need --epochs >= 1, --samples >= 100 (one run), --batch >= 1 and --anneal >= 0");
     }
     if (f.device != "cpu" && f.device != "cuda") throw std::invalid_argument("smoe-train: --device is cpu or cuda");
     return f;
 }
 
+// Shown on a terminal only, so that logs hold the epoch lines alone.
+const bool kShowProgress = isatty(fileno(stderr)) != 0;
+
 void progress(int64_t epoch, int64_t epochs, int64_t done, int64_t total) {
+    if (!kShowProgress) return;
     constexpr int width = 30;
     const int filled = static_cast<int>(width * done / std::max<int64_t>(total, 1));
     std::fprintf(stderr, "\repoch %3lld/%lld [%s%s] %3d%%", static_cast<long long>(epoch),
                  static_cast<long long>(epochs), std::string(filled, '#').c_str(),
                  std::string(width - filled, '.').c_str(), static_cast<int>(100 * done / std::max<int64_t>(total, 1)));
-}
-
-// One colour per region type / expert.
-constexpr uint8_t kPalette[kTypes][3] = {{230, 97, 1}, {94, 60, 153}, {27, 158, 119}};
-
-void write_map(const std::string &path, const at::Tensor &map, int scale) {
-    const int n = static_cast<int>(map.size(0));
-    const at::Tensor m = map.to(at::kLong).contiguous();
-    std::vector<uint8_t> rgb(static_cast<size_t>(n * scale) * n * scale * 3);
-    for (int y = 0; y < n * scale; ++y) {
-        for (int x = 0; x < n * scale; ++x) {
-            const int64_t t = m[y / scale][x / scale].item<int64_t>() % kTypes;
-            for (int k = 0; k < 3; ++k) rgb[(static_cast<size_t>(y) * n * scale + x) * 3 + k] = kPalette[t][k];
-        }
-    }
-    smoe::heat::write_png(path, n * scale, n * scale, rgb);
-}
-
-// Learned stencils (top row) above the true ones (bottom row), each 3×3 cell a grey level over
-// the common range, framed in its expert's / type's colour.
-void write_stencils(const std::string &path, const at::Tensor &learned, const at::Tensor &truth) {
-    constexpr int cell = 24, frame = 4, block = 3 * cell + 2 * frame, gap = 8;
-    const int width = kTypes * block + (kTypes + 1) * gap, height = 2 * block + 3 * gap;
-    std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3, 255);
-    const double lo = std::min(learned.min().item<double>(), truth.min().item<double>());
-    const double hi = std::max(learned.max().item<double>(), truth.max().item<double>());
-    auto paint = [&](int x0, int y0, int w, int h, const uint8_t c[3]) {
-        for (int y = y0; y < y0 + h; ++y)
-            for (int x = x0; x < x0 + w; ++x)
-                for (int k = 0; k < 3; ++k) rgb[(static_cast<size_t>(y) * width + x) * 3 + k] = c[k];
-    };
-    for (int row = 0; row < 2; ++row) {
-        const at::Tensor s = (row == 0 ? learned : truth).to(at::kCPU).contiguous();
-        for (int t = 0; t < kTypes; ++t) {
-            const int x0 = gap + t * (block + gap), y0 = gap + row * (block + gap);
-            paint(x0, y0, block, block, kPalette[t]);
-            for (int i = 0; i < 3; ++i) {
-                for (int j = 0; j < 3; ++j) {
-                    const double v = (s[t][0][i][j].item<double>() - lo) / std::max(hi - lo, 1e-12);
-                    const uint8_t g = static_cast<uint8_t>(std::lround(255 * v));
-                    const uint8_t grey[3] = {g, g, g};
-                    paint(x0 + frame + j * cell, y0 + frame + i * cell, cell, cell, grey);
-                }
-            }
-        }
-    }
-    smoe::heat::write_png(path, width, height, rgb);
 }
 
 }  // namespace
@@ -169,22 +130,35 @@ int main(int argc, char **argv) try {
     smoe::SpatialMoE2d layer(options, gate);
     gate->to(device);
     layer->to(device);
-    std::vector<at::Tensor> parameters = layer->parameters();
-    parameters.push_back(gate->routing);
-    torch::optim::Adam optimizer(parameters, torch::optim::AdamOptions(flags.lr));
+    // Experts and routing scores in their own groups: the scores learn faster (see the README).
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<at::Tensor>{layer->weight},
+                        std::make_unique<torch::optim::AdamOptions>(flags.lr));
+    groups.emplace_back(std::vector<at::Tensor>{gate->routing},
+                        std::make_unique<torch::optim::AdamOptions>(flags.gate_lr));
+    torch::optim::Adam optimizer(std::move(groups), torch::optim::AdamOptions(flags.lr));
 
     std::cout << "heat diffusion: " << n << " training samples (" << runs << " runs), " << test_x.size(0)
               << " held out; SMoE NE=3 E=1 3x3, RC loss " << (flags.rc_loss ? "on" : "off") << ", damping "
-              << (flags.damping_on ? std::to_string(flags.damping) : std::string("off")) << ", q=" << flags.quantile
-              << ", Adam lr " << flags.lr << (flags.lr_decay ? " (halved on plateaus)" : "") << ", batch "
+              << (flags.damping_on ? (std::ostringstream() << flags.damping).str() : std::string("off")) << ", q=" << flags.quantile
+              << ", Adam lr " << flags.lr << " (routing " << flags.gate_lr << ")" << (flags.anneal > 0 ? ", halved in each of the last " + std::to_string(flags.anneal) + " epochs" : "")
+              << ", batch "
               << flags.batch << ", " << at::get_num_threads() << " threads, " << flags.device << "\n";
 
-    double best_loss = INFINITY, lr = flags.lr, final_within = 0, seconds = 0;
-    int64_t stale = 0, epochs_to_99 = -1;
+    double final_within = 0, seconds = 0;
+    int64_t epochs_to_99 = -1;
     for (int64_t epoch = 1; epoch <= flags.epochs; ++epoch) {
         const auto start = std::chrono::steady_clock::now();
+        // Constant learning rates, then halved in each of the last `anneal` epochs (never the first).
+        const int64_t anneal = std::min(flags.anneal, flags.epochs - 1);
+        const double lr_factor = std::ldexp(1.0, -static_cast<int>(std::max<int64_t>(0, epoch - (flags.epochs - anneal))));
+        auto &param_groups = optimizer.param_groups();
+        param_groups[0].options().set_lr(flags.lr * lr_factor);
+        param_groups[1].options().set_lr(flags.gate_lr * lr_factor);
         const at::Tensor order = at::randperm(n, at::TensorOptions().dtype(at::kLong)).to(device);
-        double loss_sum = 0, rc_sum = 0;
+        // Sums stay on the device: no host round trip per step.
+        at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+        at::Tensor rc_sum = loss_sum.clone();
         int64_t batches = 0;
         for (int64_t first = 0; first < n; first += flags.batch) {
             const at::Tensor idx = order.narrow(0, first, std::min(flags.batch, n - first));
@@ -192,8 +166,8 @@ int main(int argc, char **argv) try {
             const at::Tensor loss = at::mse_loss(layer->forward(train_x.index_select(0, idx)), train_y.index_select(0, idx));
             loss.backward();
             optimizer.step();
-            loss_sum += loss.item<double>();
-            rc_sum += layer->last_rc_loss().item<double>();
+            loss_sum += loss.detach();
+            rc_sum += layer->last_rc_loss();
             ++batches;
             if (batches % 20 == 0) progress(epoch, flags.epochs, first, n);
         }
@@ -205,34 +179,23 @@ int main(int argc, char **argv) try {
         }
         final_within = smoe::heat::within_one_percent(prediction, test_y);
         if (epochs_to_99 < 0 && final_within >= 0.99) epochs_to_99 = epoch;
-        const double mean_loss = loss_sum / static_cast<double>(batches);
-        std::fprintf(stderr, "\r%60s\r", "");
+        const double mean_loss = loss_sum.item<double>() / static_cast<double>(batches);
+        const double mean_rc = rc_sum.item<double>() / static_cast<double>(batches);
+        if (kShowProgress) std::fprintf(stderr, "\r%60s\r", "");
         std::printf("epoch %3lld  loss %.3e  rc_loss %.4f  within 1%%: %7.3f%%  lr %.1e  (%.1f s)\n",
-                    static_cast<long long>(epoch), mean_loss, rc_sum / static_cast<double>(batches),
-                    100 * final_within, lr, seconds / static_cast<double>(epoch));
+                    static_cast<long long>(epoch), mean_loss, mean_rc,
+                    100 * final_within, flags.lr * lr_factor, seconds / static_cast<double>(epoch));
         std::fflush(stdout);
-        // Learning rate halved when the training loss stops improving for two epochs.
-        if (mean_loss < best_loss * 0.99) {
-            best_loss = mean_loss;
-            stale = 0;
-        } else if (flags.lr_decay && ++stale >= 2) {
-            lr *= 0.5;
-            for (auto &group : optimizer.param_groups()) group.options().set_lr(lr);
-            stale = 0;
-        }
     }
 
-    std::filesystem::create_directories(flags.out);
-    const at::Tensor learned_map = gate->routing.detach().to(at::kCPU).argmax(0);
-    write_map(flags.out + "/regions_true.png", regions, 6);
-    write_map(flags.out + "/regions_learned.png", learned_map, 6);
-    write_stencils(flags.out + "/stencils.png", layer->weight.detach().to(at::kCPU), smoe::heat::true_stencils());
-
-    std::printf("summary: final within 1%%: %.3f%%; epochs to reach 99%%: %s; seconds per epoch: %.2f\n",
+    const std::vector<std::string> images =
+        smoe::heat::write_images(flags.out, regions, gate->routing, layer->weight);
+    const double agreement = smoe::heat::routing_agreement(regions, gate->routing, layer->weight);
+    std::printf("summary: final within 1%%: %.3f%%; epochs to reach 99%%: %s; seconds per epoch: %.2f; "
+                "routing agrees with the true map at %.2f%% of points\n",
                 100 * final_within, epochs_to_99 > 0 ? std::to_string(epochs_to_99).c_str() : "not reached",
-                seconds / static_cast<double>(flags.epochs));
-    std::printf("images: %s/regions_true.png, %s/regions_learned.png, %s/stencils.png\n", flags.out.c_str(),
-                flags.out.c_str(), flags.out.c_str());
+                seconds / static_cast<double>(flags.epochs), 100 * agreement);
+    std::printf("images: %s, %s, %s\n", images[0].c_str(), images[1].c_str(), images[2].c_str());
     return 0;
 } catch (const std::exception &e) {
     std::cerr << e.what() << "\n";
