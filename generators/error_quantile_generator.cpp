@@ -66,14 +66,17 @@ public:
         Func rank("rank_in_bucket"), prefix("prefix");
         rank(b) = lower_rank;
         prefix(b) = cast(key_type, 0);
-        int done = 0;
+        // The sign bit of |ε|·s is always clear (NaN included): the digits cover the other bits.
+        int done = 1;
         while (done < bits) {
-            const int width = std::min<int>(digit_bits, bits - done);
+            // Digits of (nearly) equal width, at most digit_bits: 31 bits -> 11, 10, 10.
+            const int passes_left = (bits - done + digit_bits - 1) / digit_bits;
+            const int width = (bits - done + passes_left - 1) / passes_left;
             const int shift = bits - done - width;
             const int bins = 1 << width;
             const std::string pass = std::to_string(histograms.size());
             RDom r(0, count, "r" + pass);
-            if (done > 0) r.where((key(r, b) >> (shift + width)) == prefix(b));
+            if (!histograms.empty()) r.where((key(r, b) >> (shift + width)) == prefix(b));
             Func histogram("histogram" + pass);
             histogram(d, b) = 0;
             // A modulo (not a mask) so that bounds inference sees the digit's range.
@@ -88,7 +91,8 @@ public:
             // The bucket holding the rank: the first whose running count exceeds it.
             RDom all(0, bins, "bins" + pass);
             Func bucket("bucket" + pass);
-            bucket(b) = sum(select(running(all, b) <= rank(b), 1, 0));
+            bucket(b) = 0;
+            bucket(b) += select(running(all, b) <= rank(b), 1, 0);
 
             Func next_rank("rank" + pass), next_prefix("prefix" + pass);
             Expr below = select(bucket(b) > 0, running(clamp(bucket(b) - 1, 0, bins - 1), b), 0);
