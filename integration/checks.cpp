@@ -1,5 +1,7 @@
 #include "checks.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -133,8 +135,24 @@ LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &we
 }
 
 void check_index_range(const char *op, const at::Tensor &indices, int64_t experts) {
-    const auto [lowest, highest] = at::aminmax(indices);
-    const int64_t lo = lowest.item<int32_t>(), hi = highest.item<int32_t>();
+    int64_t lo = 0, hi = 0;
+    if (indices.device().is_cpu() && indices.scalar_type() == at::kInt && indices.is_contiguous()) {
+        // A plain loop, not at::aminmax: ATen's parallel reduction leaves its OpenMP workers
+        // spinning, and they would take the cores from the Halide kernel that runs next.
+        const int32_t *index = indices.data_ptr<int32_t>();
+        int32_t low = 0, high = 0;
+        if (indices.numel() > 0) low = high = index[0];
+        for (int64_t i = 0; i < indices.numel(); ++i) {
+            low = std::min(low, index[i]);
+            high = std::max(high, index[i]);
+        }
+        lo = low;
+        hi = high;
+    } else {
+        const auto [lowest, highest] = at::aminmax(indices);
+        lo = lowest.item<int32_t>();
+        hi = highest.item<int32_t>();
+    }
     TORCH_CHECK(lo >= 0 && hi < experts, op, ": argument 'indices' holds expert ", lo < 0 ? lo : hi,
                 ", outside the bank of NE = ", experts, " experts (valid: 0 .. ", experts - 1, ")");
 }
