@@ -6,21 +6,46 @@
 #   <name>_f64       CPU, float64 (tests and gradcheck), AVX2+FMA with a baseline fallback.
 #   <name>_f32_cuda  CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on.
 # Every target has user_context: the runtime passes a per-call context for errors and CUDA state.
+# The CPU targets are cache variables: -DSMOE_CPU_TARGETS="x86-64-linux-avx2-fma-f16c-sse41-avx;x86-64-linux"
+# builds for those ISAs only (best first; the last should be a baseline the oldest machine runs).
 set(SMOE_CPU_TARGETS
-    x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-user_context
-    x86-64-linux-sse41-avx-avx2-f16c-fma-user_context
-    x86-64-linux-user_context)
+    x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake
+    x86-64-linux-sse41-avx-avx2-f16c-fma
+    x86-64-linux
+    CACHE STRING "Halide targets of the float32 CPU kernels, best first (a list)")
 set(SMOE_CPU_F64_TARGETS
-    x86-64-linux-sse41-avx-avx2-f16c-fma-user_context
-    x86-64-linux-user_context)
+    x86-64-linux-sse41-avx-avx2-f16c-fma
+    x86-64-linux
+    CACHE STRING "Halide targets of the float64 CPU kernels, best first (a list)")
+# Every kernel takes a user context (errors and CUDA state per call); the runtime is shared.
+function(_smoe_with_user_context out)
+  set(targets "")
+  foreach (target IN LISTS ARGN)
+    if (NOT target MATCHES "^x86-64-linux")
+      message(FATAL_ERROR "smoe: CPU target '${target}' must start with x86-64-linux (the runtime is x86-64 Linux)")
+    endif ()
+    string(REGEX REPLACE "-user_context" "" target "${target}")
+    list(APPEND targets "${target}-user_context")
+  endforeach ()
+  if (NOT targets)
+    message(FATAL_ERROR "smoe: SMOE_CPU_TARGETS and SMOE_CPU_F64_TARGETS must each name at least one target")
+  endif ()
+  set(${out} ${targets} PARENT_SCOPE)
+endfunction()
+_smoe_with_user_context(_smoe_f32_targets ${SMOE_CPU_TARGETS})
+_smoe_with_user_context(_smoe_f64_targets ${SMOE_CPU_F64_TARGETS})
+if (NOT SMOE_CUDA_CAPABILITY MATCHES "^cuda_capability_[0-9]+$")
+  message(FATAL_ERROR "smoe: SMOE_CUDA_CAPABILITY must be a Halide CUDA feature such as cuda_capability_80 "
+                      "(A100) or cuda_capability_90 (H100), got '${SMOE_CUDA_CAPABILITY}'")
+endif ()
 set(SMOE_CUDA_TARGET x86-64-linux-cuda-${SMOE_CUDA_CAPABILITY}-user_context)
 set(SMOE_KERNEL_LIBRARIES "")
 
 function(smoe_add_kernel name)
   cmake_parse_arguments(ARG "" "GENERATOR" "PARAMS" ${ARGN})
   set(variants f32 f64)
-  set(f32_targets ${SMOE_CPU_TARGETS})
-  set(f64_targets ${SMOE_CPU_F64_TARGETS})
+  set(f32_targets ${_smoe_f32_targets})
+  set(f64_targets ${_smoe_f64_targets})
   set(f32_type float32)
   set(f64_type float64)
   if (SMOE_CUDA)

@@ -18,7 +18,8 @@ print(','.join(os.path.join(spdir, 'nvidia', d, 'include') for d in ('cu13', 'cu
   ERROR_QUIET
   OUTPUT_STRIP_TRAILING_WHITESPACE)
 if (NOT _smoe_torch_rc EQUAL 0)
-  message(FATAL_ERROR "smoe: could not import torch with ${Python_EXECUTABLE}; run ./smoe setup")
+  message(FATAL_ERROR "smoe: could not import torch with ${Python_EXECUTABLE} (in this repository, "
+                      "./smoe setup creates the environment)")
 endif ()
 string(REPLACE "\n" ";" _smoe_torch_info "${_smoe_torch_info}")
 list(GET _smoe_torch_info 0 _torch_includes)

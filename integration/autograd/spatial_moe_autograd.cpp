@@ -14,6 +14,14 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// torch.compile traces the backward with fake, functional tensors (Python and Functionalize
+// dispatch keys). The RC loss output is a forward output written by the backward: a mutation a
+// traced graph cannot express, so tracing leaves it out (the output stays 0 under torch.compile).
+bool is_being_traced(const at::Tensor &t) {
+    return t.key_set().has_any(c10::DispatchKeySet({c10::DispatchKey::Python, c10::DispatchKey::Functionalize})) ||
+           t.is_meta();
+}
+
 class SpatialMoEFunction : public torch::autograd::Function<SpatialMoEFunction> {
 public:
     static variable_list forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &weight,
@@ -65,9 +73,10 @@ public:
         if (options.rc_loss) routing = saved[4];
         auto [grad_x, grad_weight, grad_routing, rc_loss] = smoe::spatial_moe_backward(
             grad_y.contiguous(), saved[0], saved[1], saved[2], values, routing, F, options, mask);
-        if (rc_loss.defined()) {
+        at::Tensor rc_loss_output = ctx->saved_data["rc_loss_value"].toTensor();
+        if (rc_loss.defined() && !is_being_traced(rc_loss_output)) {
             at::NoGradGuard no_grad;
-            ctx->saved_data["rc_loss_value"].toTensor().copy_(rc_loss);
+            rc_loss_output.copy_(rc_loss);
         }
         variable_list result = none;
         result[0] = grad_x;

@@ -1,8 +1,8 @@
 """Spatial Mixture-of-Experts operators compiled with Halide, as torch.ops.smoe.*.
 
 Importing this package loads the operator library (libsmoe_ops.so) into PyTorch. The library is
-looked up in $SMOE_LIBRARY, then next to the build tree this package was copied into
-(build/python/smoe -> build/lib/libsmoe_ops.so).
+looked up in $SMOE_LIBRARY, then inside the package (as `pip install` puts it), then in the build
+tree this package was copied into (build/python/smoe -> build/lib/libsmoe_ops.so).
 """
 import os
 import pathlib
@@ -18,6 +18,9 @@ def library_path() -> str:
     if explicit:
         return explicit
     here = pathlib.Path(__file__).resolve().parent
+    installed = here / "libsmoe_ops.so"
+    if installed.exists():
+        return str(installed)
     return str(here.parent.parent / "lib" / "libsmoe_ops.so")
 
 
