@@ -20,16 +20,23 @@ std::string shape_string(at::IntArrayRef sizes) {
 }
 
 void check_tensor(const char *op, const char *name, const at::Tensor &t, std::initializer_list<int64_t> ranks,
-                  const char *layout) {
+                  const char *layout, bool batch_may_be_empty) {
     TORCH_CHECK(t.defined(), op, ": argument '", name, "' is an undefined tensor; expected ", layout);
     bool rank_ok = false;
-    for (int64_t r : ranks) rank_ok = rank_ok || t.dim() == r;
+    int64_t batched_rank = 0;
+    for (int64_t r : ranks) {
+        rank_ok = rank_ok || t.dim() == r;
+        batched_rank = std::max(batched_rank, r);
+    }
     TORCH_CHECK(rank_ok, op, ": argument '", name, "' must have shape ", layout, ", got a ", t.dim(),
                 "-d tensor of shape ", shape_string(t.sizes()));
-    TORCH_CHECK(t.numel() > 0, op, ": argument '", name, "' is empty (shape ", shape_string(t.sizes()),
-                "); every dimension of ", layout, " must be at least 1");
-    TORCH_CHECK(t.is_contiguous(), op, ": argument '", name,
-                "' must be contiguous (call .contiguous() first); got strides ", shape_string(t.strides()));
+    const int64_t first_nonempty = batch_may_be_empty && t.dim() == batched_rank ? 1 : 0;
+    for (int64_t d = first_nonempty; d < t.dim(); ++d) {
+        TORCH_CHECK(t.size(d) > 0, op, ": argument '", name, "' is empty (shape ", shape_string(t.sizes()), "); ",
+                    "every dimension of ", layout,
+                    batch_may_be_empty ? " but the batch must be at least 1" : " must be at least 1");
+    }
+    check_int32_indexable(op, name, t);
 }
 
 void check_floating(const char *op, const char *name, const at::Tensor &t) {
@@ -57,9 +64,19 @@ void check_size(const char *op, const char *name, const at::Tensor &t, int64_t d
 }
 
 void check_int32_indexable(const char *op, const char *name, const at::Tensor &t) {
+    check_int32_indexable(op, name, t.sizes());
+}
+
+void check_int32_indexable(const char *op, const char *name, at::IntArrayRef sizes) {
     constexpr int64_t limit = std::numeric_limits<int32_t>::max();
-    TORCH_CHECK(t.numel() <= limit, op, ": argument '", name, "' has ", t.numel(),
-                " elements; the kernels index with 32-bit integers (at most ", limit, ")");
+    int64_t elements = 1;
+    for (int64_t size : sizes) {
+        // Stops before the product can overflow int64.
+        elements = size > 0 && elements > limit / size ? limit + 1 : elements * size;
+    }
+    TORCH_CHECK(elements <= limit, op, ": argument '", name, "' of shape ", shape_string(sizes),
+                " has more than 2^31 - 1 = ", limit,
+                " elements; the kernels index with 32-bit integers (split the batch)");
 }
 
 void check_selected_experts(const char *op, int64_t E, int64_t NE) {
@@ -91,7 +108,7 @@ void check_backward_options(const char *op, const BackwardOptions &options, int6
 
 LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                        const std::optional<at::Tensor> &values, int64_t F) {
-    check_tensor(op, "x", x, {4}, "[B, C, H, W]");
+    check_tensor(op, "x", x, {4}, "[B, C, H, W]", /*batch_may_be_empty=*/true);
     check_floating(op, "x", x);
     check_tensor(op, "weight", weight, {4}, "[NE*F, C, K, K]");
     check_same_dtype_device(op, "weight", weight, "x", x);
@@ -104,7 +121,8 @@ LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &we
     TORCH_CHECK(weight.size(0) % F == 0, op, ": argument 'weight' has ", weight.size(0),
                 " output channels, which is not a multiple of F = ", F, " (expected NE*F rows)");
 
-    check_tensor(op, "indices", indices, {3, 4}, "[E, H, W] (shared) or [B, E, H, W] (per-sample)");
+    check_tensor(op, "indices", indices, {3, 4}, "[E, H, W] (shared) or [B, E, H, W] (per-sample)",
+                 /*batch_may_be_empty=*/true);
     check_dtype(op, "indices", indices, at::kInt);
     TORCH_CHECK(indices.device() == x.device(), op, ": argument 'indices' must be on the device of 'x' (",
                 x.device(), "), got ", indices.device());
@@ -122,15 +140,12 @@ LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &we
     check_size(op, "indices", indices, off + 2, s.width, "x.size(3) (W)");
     check_selected_experts(op, s.selected, s.experts);
     if (values.has_value()) {
-        check_tensor(op, "values", *values, {indices.dim()}, "the shape of 'indices'");
+        check_tensor(op, "values", *values, {indices.dim()}, "the shape of 'indices'", indices.dim() == 4);
         check_same_dtype_device(op, "values", *values, "x", x);
         TORCH_CHECK(values->sizes() == indices.sizes(), op, ": argument 'values' must have the shape of 'indices' ",
                     shape_string(indices.sizes()), ", got ", shape_string(values->sizes()));
     }
-    check_int32_indexable(op, "x", x);
-    check_int32_indexable(op, "weight", weight);
-    TORCH_CHECK(s.batch * s.selected * F * s.height * s.width <= std::numeric_limits<int32_t>::max(), op,
-                ": the output would have more than 2^31-1 elements");
+    check_int32_indexable(op, "the output y", {s.batch, s.selected * F, s.height, s.width});
     return s;
 }
 
@@ -163,9 +178,9 @@ bool has_concrete_shape(const at::Tensor &t) {
 
 void check_routing_matches_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &routing,
                                  int64_t F) {
-    check_tensor(op, "x", x, {4}, "[B, C, H, W]");
+    check_tensor(op, "x", x, {4}, "[B, C, H, W]", /*batch_may_be_empty=*/true);
     check_tensor(op, "weight", weight, {4}, "[NE*F, C, K, K]");
-    check_tensor(op, "routing", routing, {3, 4}, "[NE, H, W] or [B, NE, H, W]");
+    check_tensor(op, "routing", routing, {3, 4}, "[NE, H, W] or [B, NE, H, W]", /*batch_may_be_empty=*/true);
     TORCH_CHECK(F >= 1 && weight.size(0) % F == 0, op, ": F (output channels per expert) must be >= 1 and ",
                 "divide weight.size(0) = ", weight.size(0), "; got F = ", F);
     const int64_t off = routing.dim() - 3;

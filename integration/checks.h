@@ -15,10 +15,12 @@ namespace smoe::checks {
 // "[2, 3, 4]"
 std::string shape_string(at::IntArrayRef sizes);
 
-// Defined, one of `ranks` dimensions, non-empty, contiguous; `layout` describes the expected shape
-// in the message, e.g. "[B, C, H, W]".
+// Defined, one of `ranks` dimensions, no dimension of size 0 (except the batch, dimension 0 at
+// the highest of `ranks`, when `batch_may_be_empty`), and int32-indexable. Any strides and memory
+// format: the ops make their inputs contiguous after the checks. `layout` describes the expected
+// shape in the message, e.g. "[B, C, H, W]".
 void check_tensor(const char *op, const char *name, const at::Tensor &t, std::initializer_list<int64_t> ranks,
-                  const char *layout);
+                  const char *layout, bool batch_may_be_empty = false);
 
 // Floating point types that have kernels (float32, float64).
 void check_floating(const char *op, const char *name, const at::Tensor &t);
@@ -33,8 +35,10 @@ void check_same_dtype_device(const char *op, const char *name, const at::Tensor 
 void check_size(const char *op, const char *name, const at::Tensor &t, int64_t dim, int64_t expected,
                 const char *what);
 
-// Halide buffers index with int32: every extent and the element count must fit.
+// Halide buffers index with int32: the element count must fit (so every extent fits too).
 void check_int32_indexable(const char *op, const char *name, const at::Tensor &t);
+// The same for a shape: at most 2^31 - 1 elements.
+void check_int32_indexable(const char *op, const char *name, at::IntArrayRef sizes);
 
 // 1 <= E <= NE.
 void check_selected_experts(const char *op, int64_t E, int64_t NE);
@@ -55,8 +59,9 @@ struct LayerShape {
     bool shared_routing;
 };
 
-// Checks the rank, shape, dtype, device and layout of a layer's arguments (x [B,C,H,W], weight
-// [NE*F,C,K,K], indices [E,H,W] or [B,E,H,W], values like indices) but not the index values.
+// Checks the rank, shape, dtype and device of a layer's arguments (x [B,C,H,W] with B >= 0,
+// weight [NE*F,C,K,K], indices [E,H,W] or [B,E,H,W], values like indices) and that the output
+// fits int32 indexing, but not the index values.
 LayerShape check_layer(const char *op, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
                        const std::optional<at::Tensor> &values, int64_t F);
 

@@ -31,7 +31,6 @@ void check_signal(const char *op, const at::Tensor &grad_y, const std::optional<
         checks::check_same_dtype_device(op, "response", *response, "grad_y", grad_y);
         TORCH_CHECK(response->sizes() == grad_y.sizes(), op, ": argument 'response' must have the shape of 'grad_y' ",
                     checks::shape_string(grad_y.sizes()), ", got ", checks::shape_string(response->sizes()));
-        TORCH_CHECK(response->is_contiguous(), op, ": argument 'response' must be contiguous");
     }
 }
 
@@ -40,7 +39,6 @@ at::Tensor error_quantile_compiled(const at::Tensor &grad_y, const std::optional
     TORCH_CHECK(grad_y.defined() && grad_y.dim() >= 2, kQuantileOp,
                 ": argument 'grad_y' must have shape [B, ...] with at least 2 dimensions, got ",
                 grad_y.defined() ? checks::shape_string(grad_y.sizes()) : std::string("an undefined tensor"));
-    TORCH_CHECK(grad_y.is_contiguous(), kQuantileOp, ": argument 'grad_y' must be contiguous");
     check_signal(kQuantileOp, grad_y, response);
     checks::check_unit_interval(kQuantileOp, "q", q);
     check_scale(kQuantileOp, "scale", scale);
@@ -53,9 +51,13 @@ at::Tensor error_quantile_compiled(const at::Tensor &grad_y, const std::optional
         runtime::find_error_quantile(grad_y.scalar_type(), grad_y.device().type(), response.has_value());
     TORCH_CHECK(kernel != nullptr, kQuantileOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
                 " in this build");
-    runtime::TensorBuffer signal_buf(grad_y.view({batch, -1})), out_buf(quantile);
+    // reshape: a view of contiguous tensors, a contiguous copy of any other.
+    const at::Tensor signal = grad_y.reshape({batch, -1}).contiguous();
+    std::optional<at::Tensor> response_rows;
+    if (response.has_value()) response_rows = response->reshape({batch, -1}).contiguous();
+    runtime::TensorBuffer signal_buf(signal), out_buf(quantile);
     std::optional<runtime::TensorBuffer> response_buf;
-    if (response.has_value()) response_buf.emplace(response->view({batch, -1}));
+    if (response_rows.has_value()) response_buf.emplace(*response_rows);
     runtime::run_kernel(kQuantileOp, kernel,
                         runtime::ErrorQuantileArgs{signal_buf.get(), response_buf ? response_buf->get() : nullptr, q,
                                                    scale, out_buf.get()},
@@ -72,19 +74,48 @@ at::Tensor error_quantile_meta(const at::Tensor &grad_y, const std::optional<at:
     return at::empty_symint({grad_y.sym_size(0)}, grad_y.options());
 }
 
+// The kernel call, on contiguous tensors whose shapes rc_loss_compiled has checked.
+std::tuple<at::Tensor, at::Tensor> rc_loss_contiguous(const at::Tensor &grad_y, const std::optional<at::Tensor> &response,
+                                                      const at::Tensor &indices, const at::Tensor &routing,
+                                                      const at::Tensor &quantile, double scale, int64_t F,
+                                                      double rc_weight) {
+    const bool shared = indices.dim() == 3;
+    const int64_t NE = routing.size(-3);
+    checks::check_index_range(kRCLossOp, indices, NE);
+
+    auto kernel = runtime::find_kernel<runtime::RCLossArgs>(grad_y.scalar_type(), grad_y.device().type(),
+                                                            runtime::RoutingVariant{shared, response.has_value()});
+    TORCH_CHECK(kernel != nullptr, kRCLossOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
+                " in this build");
+    at::Tensor grad_routing = at::empty(routing.sizes(), routing.options());
+    at::Tensor loss = at::empty({}, grad_y.options());
+    runtime::TensorBuffer grad_y_buf(grad_y), indices_buf(indices), routing_buf(routing), quantile_buf(quantile),
+        grad_buf(grad_routing), loss_buf(loss);
+    std::optional<runtime::TensorBuffer> response_buf;
+    if (response.has_value()) response_buf.emplace(*response);
+    runtime::run_kernel(kRCLossOp, kernel,
+                        runtime::RCLossArgs{grad_y_buf.get(), response_buf ? response_buf->get() : nullptr,
+                                            indices_buf.get(), routing_buf.get(), quantile_buf.get(),
+                                            static_cast<int>(F), scale, rc_weight, grad_buf.get(), loss_buf.get()},
+                        grad_y.device());
+    return {grad_routing, loss};
+}
+
 std::tuple<at::Tensor, at::Tensor> rc_loss_compiled(const at::Tensor &grad_y, const std::optional<at::Tensor> &response,
                                                     const at::Tensor &indices, const at::Tensor &routing,
                                                     const at::Tensor &quantile, double scale, int64_t F,
                                                     double rc_weight) {
-    checks::check_tensor(kRCLossOp, "grad_y", grad_y, {4}, "[B, E*F, H, W]");
+    checks::check_tensor(kRCLossOp, "grad_y", grad_y, {4}, "[B, E*F, H, W]", /*batch_may_be_empty=*/true);
     check_signal(kRCLossOp, grad_y, response);
-    checks::check_tensor(kRCLossOp, "indices", indices, {3, 4}, "[E, H, W] or [B, E, H, W]");
+    checks::check_tensor(kRCLossOp, "indices", indices, {3, 4}, "[E, H, W] or [B, E, H, W]",
+                         /*batch_may_be_empty=*/true);
     checks::check_dtype(kRCLossOp, "indices", indices, at::kInt);
     checks::check_tensor(kRCLossOp, "routing", routing, {indices.dim()},
-                         indices.dim() == 3 ? "[NE, H, W] (like indices)" : "[B, NE, H, W] (like indices)");
+                         indices.dim() == 3 ? "[NE, H, W] (like indices)" : "[B, NE, H, W] (like indices)",
+                         /*batch_may_be_empty=*/indices.dim() == 4);
     checks::check_same_dtype_device(kRCLossOp, "routing", routing, "grad_y", grad_y);
     TORCH_CHECK(indices.device() == grad_y.device(), kRCLossOp, ": argument 'indices' must be on ", grad_y.device());
-    checks::check_tensor(kRCLossOp, "quantile", quantile, {1}, "[B]");
+    checks::check_tensor(kRCLossOp, "quantile", quantile, {1}, "[B]", /*batch_may_be_empty=*/true);
     checks::check_same_dtype_device(kRCLossOp, "quantile", quantile, "grad_y", grad_y);
     TORCH_CHECK(F >= 1, kRCLossOp, ": F (output channels per expert) must be >= 1, got ", F);
     check_scale(kRCLossOp, "scale", scale);
@@ -102,24 +133,13 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_compiled(const at::Tensor &grad_y, co
     }
     checks::check_size(kRCLossOp, "quantile", quantile, 0, batch, "grad_y.size(0) (B)");
     checks::check_rc_experts(kRCLossOp, E, NE);
-    checks::check_index_range(kRCLossOp, indices, NE);
-
-    auto kernel = runtime::find_kernel<runtime::RCLossArgs>(grad_y.scalar_type(), grad_y.device().type(),
-                                                            runtime::RoutingVariant{shared, response.has_value()});
-    TORCH_CHECK(kernel != nullptr, kRCLossOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
-                " in this build");
-    at::Tensor grad_routing = at::empty_like(routing);
-    at::Tensor loss = at::empty({}, grad_y.options());
-    runtime::TensorBuffer grad_y_buf(grad_y), indices_buf(indices), routing_buf(routing), quantile_buf(quantile),
-        grad_buf(grad_routing), loss_buf(loss);
-    std::optional<runtime::TensorBuffer> response_buf;
-    if (response.has_value()) response_buf.emplace(*response);
-    runtime::run_kernel(kRCLossOp, kernel,
-                        runtime::RCLossArgs{grad_y_buf.get(), response_buf ? response_buf->get() : nullptr,
-                                            indices_buf.get(), routing_buf.get(), quantile_buf.get(),
-                                            static_cast<int>(F), scale, rc_weight, grad_buf.get(), loss_buf.get()},
-                        grad_y.device());
-    return {grad_routing, loss};
+    if (batch == 0) {
+        // No labels: the gradient is 0 and the BCE mean over no elements is NaN, as in torch.
+        return {at::zeros(routing.sizes(), routing.options()),
+                at::full({}, std::numeric_limits<double>::quiet_NaN(), grad_y.options())};
+    }
+    return rc_loss_contiguous(grad_y.contiguous(), response ? std::optional(response->contiguous()) : std::nullopt,
+                              indices.contiguous(), routing.contiguous(), quantile.contiguous(), scale, F, rc_weight);
 }
 
 std::tuple<at::Tensor, at::Tensor> rc_loss_meta(const at::Tensor &grad_y, const std::optional<at::Tensor> &response,

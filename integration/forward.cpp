@@ -12,9 +12,13 @@ namespace {
 
 constexpr const char *kOp = "smoe::forward";
 
-at::Tensor forward_compiled(const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
-                            const std::optional<at::Tensor> &values, int64_t F) {
-    const checks::LayerShape s = checks::check_layer(kOp, x, weight, indices, values, F);
+at::Tensor forward_compiled(const at::Tensor &x_arg, const at::Tensor &weight_arg, const at::Tensor &indices_arg,
+                            const std::optional<at::Tensor> &values_arg, int64_t F) {
+    const checks::LayerShape s = checks::check_layer(kOp, x_arg, weight_arg, indices_arg, values_arg, F);
+    if (s.batch == 0) return at::empty({0, s.selected * F, s.height, s.width}, x_arg.options());
+    const at::Tensor x = x_arg.contiguous(), weight = weight_arg.contiguous(), indices = indices_arg.contiguous();
+    std::optional<at::Tensor> values;
+    if (values_arg.has_value()) values = values_arg->contiguous();
     checks::check_index_range(kOp, indices, s.experts);
 
     auto kernel = runtime::find_kernel<runtime::ForwardArgs>(x.scalar_type(), x.device().type(),

@@ -52,6 +52,7 @@ SpatialMoE2dImpl::SpatialMoE2dImpl(const SpatialMoE2dOptions &options_, TensorRo
     TORCH_CHECK(options.kernel_size() >= 1 && options.kernel_size() % 2 == 1, op,
                 ": kernel_size must be odd (zero 'same' padding), got ", options.kernel_size());
     TORCH_CHECK(options.out_per_expert() >= 1, op, ": out_per_expert must be >= 1, got ", options.out_per_expert());
+    checks::check_backward_options(op, options.backward_options(), gate->selected(), gate->experts());
     weight = register_parameter("weight", torch::empty({gate->experts() * options.out_per_expert(),
                                                         options.in_channels(), options.kernel_size(),
                                                         options.kernel_size()}));

@@ -14,9 +14,9 @@ constexpr const char *kOp = "smoe::route_topk";
 
 // Shape of the outputs; checks what can be checked without reading data.
 std::vector<int64_t> checked_output_shape(const at::Tensor &routing, int64_t E) {
-    checks::check_tensor(kOp, "routing", routing, {3, 4}, "[NE, H, W] or [B, NE, H, W]");
+    checks::check_tensor(kOp, "routing", routing, {3, 4}, "[NE, H, W] or [B, NE, H, W]",
+                         /*batch_may_be_empty=*/true);
     checks::check_floating(kOp, "routing", routing);
-    checks::check_int32_indexable(kOp, "routing", routing);
     const int64_t expert_dim = routing.dim() - 3;
     checks::check_selected_experts(kOp, E, routing.size(expert_dim));
     std::vector<int64_t> shape = routing.sizes().vec();
@@ -24,8 +24,12 @@ std::vector<int64_t> checked_output_shape(const at::Tensor &routing, int64_t E) 
     return shape;
 }
 
-std::tuple<at::Tensor, at::Tensor> route_topk_compiled(const at::Tensor &routing, int64_t E) {
-    const std::vector<int64_t> shape = checked_output_shape(routing, E);
+std::tuple<at::Tensor, at::Tensor> route_topk_compiled(const at::Tensor &routing_arg, int64_t E) {
+    const std::vector<int64_t> shape = checked_output_shape(routing_arg, E);
+    if (routing_arg.numel() == 0) {  // an empty batch: nothing to route (and no Halide bounds query)
+        return {at::empty(shape, routing_arg.options().dtype(at::kInt)), at::empty(shape, routing_arg.options())};
+    }
+    const at::Tensor routing = routing_arg.contiguous();
     auto kernel = runtime::find_route_topk(routing.scalar_type(), routing.device().type());
     TORCH_CHECK(kernel != nullptr, kOp, ": no kernel for ", routing.scalar_type(), " on ", routing.device(),
                 " in this build");

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <limits>
 
 #include "checks.h"
 #include "halide_call.h"
@@ -52,28 +53,12 @@ std::vector<int64_t> routing_shape(const checks::LayerShape &s) {
     return {s.batch, s.experts, s.height, s.width};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_compiled(
-    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
-    const std::optional<at::Tensor> &values, const std::optional<at::Tensor> &routing, int64_t F, bool rc_loss,
-    double rc_weight, double quantile, std::optional<double> damping, std::optional<double> error_scale,
-    double loss_scale, std::array<bool, 3> output_mask) {
-    const checks::LayerShape s = checks::check_layer(kBackwardOp, x, weight, indices, values, F);
-    checks::check_tensor(kBackwardOp, "grad_y", grad_y, {4}, "[B, E*F, H, W]");
-    checks::check_same_dtype_device(kBackwardOp, "grad_y", grad_y, "x", x);
-    TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({s.batch, s.selected * F, s.height, s.width}), kBackwardOp,
-                ": argument 'grad_y' must have the forward's output shape [B, E*F, H, W] = ",
-                checks::shape_string({s.batch, s.selected * F, s.height, s.width}), ", got ",
-                checks::shape_string(grad_y.sizes()));
-    checks::check_index_range(kBackwardOp, indices, s.experts);
-    const BackwardOptions options = backward_options(rc_loss, rc_weight, quantile, damping, error_scale, loss_scale);
-    checks::check_backward_options(kBackwardOp, options, s.selected, s.experts);
-    if (rc_loss) {
-        TORCH_CHECK(routing.has_value(), kBackwardOp, ": argument 'routing' is required with the RC loss");
-        checks::check_routing_matches_layer(kBackwardOp, x, weight, *routing, F);
-        TORCH_CHECK(routing->dim() == indices.dim(), kBackwardOp, ": argument 'routing' must be ",
-                    s.shared_routing ? "shared [NE, H, W]" : "per-sample [B, NE, H, W]", " like 'indices'");
-        checks::check_same_dtype_device(kBackwardOp, "routing", *routing, "x", x);
-    }
+// The kernels, on contiguous tensors whose shapes spatial_moe_backward_compiled has checked.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_contiguous(
+    const checks::LayerShape &s, const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight,
+    const at::Tensor &indices, const std::optional<at::Tensor> &values, const std::optional<at::Tensor> &routing,
+    int64_t F, const BackwardOptions &options, std::array<bool, 3> output_mask) {
+    const auto &[rc_loss, rc_weight, quantile, damping, error_scale, loss_scale] = options;
     const bool weighted = values.has_value();
     const int out_per_expert = static_cast<int>(F);
     // s: undoes a mean-squared error's 2/N and the AMP loss scale dy carries.
@@ -134,6 +119,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_
         }
     }
     return {grad_x, grad_weight, grad_routing, rc_loss_value};
+}
+
+// An empty batch: grad_x is empty, the batch sums (grad_weight, a shared routing's gradient) are 0,
+// and the RC loss, a mean over no elements, is NaN as in torch. No kernel runs.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> empty_batch_gradients(
+    const checks::LayerShape &s, const at::Tensor &x, const at::Tensor &weight, bool rc_loss,
+    std::array<bool, 3> output_mask) {
+    at::Tensor grad_x, grad_weight, grad_routing, rc_loss_value;
+    if (output_mask[0]) grad_x = at::empty(x.sizes(), x.options());
+    if (output_mask[1]) grad_weight = at::zeros(weight.sizes(), weight.options());
+    if (output_mask[2]) grad_routing = at::zeros(routing_shape(s), x.options());
+    if (rc_loss) rc_loss_value = at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options());
+    return {grad_x, grad_weight, grad_routing, rc_loss_value};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_compiled(
+    const at::Tensor &grad_y, const at::Tensor &x, const at::Tensor &weight, const at::Tensor &indices,
+    const std::optional<at::Tensor> &values, const std::optional<at::Tensor> &routing, int64_t F, bool rc_loss,
+    double rc_weight, double quantile, std::optional<double> damping, std::optional<double> error_scale,
+    double loss_scale, std::array<bool, 3> output_mask) {
+    const checks::LayerShape s = checks::check_layer(kBackwardOp, x, weight, indices, values, F);
+    checks::check_tensor(kBackwardOp, "grad_y", grad_y, {4}, "[B, E*F, H, W]", /*batch_may_be_empty=*/true);
+    checks::check_same_dtype_device(kBackwardOp, "grad_y", grad_y, "x", x);
+    TORCH_CHECK(grad_y.sizes() == at::IntArrayRef({s.batch, s.selected * F, s.height, s.width}), kBackwardOp,
+                ": argument 'grad_y' must have the forward's output shape [B, E*F, H, W] = ",
+                checks::shape_string({s.batch, s.selected * F, s.height, s.width}), ", got ",
+                checks::shape_string(grad_y.sizes()));
+    checks::check_index_range(kBackwardOp, indices, s.experts);
+    const BackwardOptions options = backward_options(rc_loss, rc_weight, quantile, damping, error_scale, loss_scale);
+    checks::check_backward_options(kBackwardOp, options, s.selected, s.experts);
+    if (rc_loss) {
+        TORCH_CHECK(routing.has_value(), kBackwardOp, ": argument 'routing' is required with the RC loss");
+        checks::check_routing_matches_layer(kBackwardOp, x, weight, *routing, F);
+        TORCH_CHECK(routing->dim() == indices.dim(), kBackwardOp, ": argument 'routing' must be ",
+                    s.shared_routing ? "shared [NE, H, W]" : "per-sample [B, NE, H, W]", " like 'indices'");
+        checks::check_same_dtype_device(kBackwardOp, "routing", *routing, "x", x);
+    }
+    if (s.batch == 0) return empty_batch_gradients(s, x, weight, rc_loss, output_mask);
+    std::optional<at::Tensor> values_contiguous, routing_contiguous;
+    if (values.has_value()) values_contiguous = values->contiguous();
+    if (routing.has_value()) routing_contiguous = routing->contiguous();
+    return backward_contiguous(s, grad_y.contiguous(), x.contiguous(), weight.contiguous(), indices.contiguous(),
+                               values_contiguous, routing_contiguous, F, options, output_mask);
 }
 
 // Shape-only (fake/meta tensors, torch.compile): works on symbolic sizes.

@@ -19,6 +19,9 @@ halide_type_t halide_type_of(at::ScalarType type) {
 }  // namespace
 
 TensorBuffer::TensorBuffer(const at::Tensor &t, int dimensions) {
+    // The ops make every input contiguous and create contiguous outputs; a strided view here would
+    // let a kernel write where the tensor does not look.
+    TORCH_INTERNAL_ASSERT(t.is_contiguous(), "smoe: a Halide buffer must view a contiguous tensor");
     const int rank = static_cast<int>(t.dim());
     if (dimensions < 0) dimensions = rank;
     TORCH_CHECK(rank <= dimensions && dimensions <= kMaxDims, "smoe: cannot view a ", rank,

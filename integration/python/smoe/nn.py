@@ -59,8 +59,18 @@ class SpatialMoE2d(nn.Module):
     def __init__(self, in_channels, gate, kernel_size=3, out_per_expert=1, weighted=False, rc_loss=True,
                  rc_weight=1.0, quantile=0.7, damping=0.1, error_scale=None, loss_scale=1.0):
         super().__init__()
-        if kernel_size % 2 != 1:
+        if kernel_size < 1 or kernel_size % 2 != 1:
             raise ValueError(f"SpatialMoE2d: kernel_size must be odd, got {kernel_size}")
+        if in_channels < 1 or out_per_expert < 1:
+            raise ValueError(f"SpatialMoE2d: in_channels and out_per_expert must be >= 1, got {in_channels} and "
+                             f"{out_per_expert}")
+        if not 0.0 <= quantile <= 1.0:
+            raise ValueError(f"SpatialMoE2d: quantile must lie in [0, 1], got {quantile}")
+        if damping is not None and not 0.0 <= damping <= 1.0:
+            raise ValueError(f"SpatialMoE2d: damping must lie in [0, 1] (or be None), got {damping}")
+        if rc_loss and gate.experts == gate.selected:
+            raise ValueError(f"SpatialMoE2d: the RC loss needs more experts than are selected (NE > E), got "
+                             f"NE = E = {gate.experts}; pass rc_loss=False")
         self.gate = gate
         self.out_per_expert = out_per_expert
         self.weighted = weighted
