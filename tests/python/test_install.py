@@ -9,19 +9,12 @@ import shutil
 import subprocess
 import unittest
 
+from commands import run
 from readme_examples import named_block
 
 BUILD = pathlib.Path(os.environ["SMOE_BUILD_DIR"])
 CMAKE = os.environ["SMOE_CMAKE"]
 NINJA = os.environ["SMOE_NINJA"]
-
-
-def run(args, **kwargs):
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900, **kwargs)
-    if result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result.stdout
 
 
 class InstalledPackage(unittest.TestCase):

@@ -9,10 +9,11 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import sysconfig
 import unittest
+
+from commands import run
 
 BUILD = pathlib.Path(os.environ["SMOE_BUILD_DIR"])
 SOURCE = pathlib.Path(os.environ["SMOE_SOURCE_DIR"])
@@ -53,14 +54,6 @@ for step in range(40):
     losses.append(float(loss))
 print(f"loss {losses[0]:.6g} -> {losses[-1]:.6g}; RC loss {float(layer.last_rc_loss):.6g}")
 """
-
-
-def run(args, **kwargs):
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=1800, **kwargs)
-    if result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result.stdout
 
 
 class PipInstall(unittest.TestCase):
