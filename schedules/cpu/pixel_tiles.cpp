@@ -18,7 +18,17 @@ struct RegisterTile {
     int channels;
     int batch;
     int pixels;
+    int batch_lanes;  // vector width along the batch (the tile's batch is a multiple of it)
 };
+
+// Vector widths along the batch, widest first: the target's natural width, then halves down to 4
+// lanes, so that a batch narrower than a vector (B = 8 with AVX-512's 16 float lanes) still fills
+// whole vectors instead of running masked 16-lane code.
+std::vector<int> batch_widths(int lanes) {
+    std::vector<int> widths = {lanes};
+    for (int width = lanes / 2; width >= 4; width /= 2) widths.push_back(width);
+    return widths;
+}
 
 // Widest batch first: per reduction step a tile of s channels x v batch vectors does s·v FMAs
 // for s + v loads, so wide tiles need fewer loads per FMA. Narrower tiles serve smaller batches
@@ -29,13 +39,19 @@ std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors
     std::vector<RegisterTile> tiles;
     for (int pixels : {lanes, 1}) {
         for (int vectors = max_batch_vectors; vectors >= 1; vectors /= 2) {
-            tiles.push_back({std::max(1, accumulators / vectors), vectors * lanes, pixels});
+            tiles.push_back({std::max(1, accumulators / vectors), vectors * lanes, pixels, lanes});
         }
         for (int vectors = max_batch_vectors; vectors >= 1; vectors /= 2) {
-            tiles.push_back({1, vectors * lanes, pixels});
+            tiles.push_back({1, vectors * lanes, pixels, lanes});
+        }
+        // Batches narrower than one full vector: one narrower vector per channel.
+        for (int width : batch_widths(lanes)) {
+            if (width == lanes) continue;
+            tiles.push_back({accumulators, width, pixels, width});
+            tiles.push_back({1, width, pixels, width});
         }
     }
-    tiles.push_back({1, 1, 1});
+    tiles.push_back({1, 1, 1, 1});
     return tiles;
 }
 
@@ -63,14 +79,14 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
             stage.reorder(wi, bi, ci, bo, co, wo, hi, ho).vectorize(wi);
         } else {
             stage.reorder(bi, ci, wi, bo, co, wo, hi, ho);
-            if (tile.batch >= lanes) stage.vectorize(bi, lanes);
+            if (tile.batch_lanes > 1) stage.vectorize(bi, tile.batch_lanes);
             if (tile.channels > 1) stage.unroll(ci);
         }
     };
     // With the accumulator in L1 the register tile does not depend on the output's shape: only
     // the pixel tile is specialised (fewer specialisations also keep compile times short).
     const std::vector<RegisterTile> tiles =
-        s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes}, {1, 1, 1}}
+        s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes, 1}, {1, 1, 1, 1}}
                                      : register_tiles(accumulators, batch_vectors, lanes);
     for (size_t i = 0; i + 1 < tiles.size(); ++i) {
         const RegisterTile &t = tiles[i];
@@ -79,38 +95,54 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
     schedule_output(out, tiles.back());
 
     std::vector<VarOrRVar> outer_loops(s.outer.begin(), s.outer.end());
+    // The accumulator's batch vectors follow the output tile's: specialised on the batch, the
+    // widest width the batch fills first; narrower than 4 lanes, scalar.
+    const std::vector<int> widths = batch_widths(lanes);
     if (s.channel_tiles_inside_outer) {
         // The pixel tile's [channels x batch] accumulator stays in L1; register tiles of it are
         // loaded and stored around each pass of the inner reduction.
         Var ao("ao"), ai("ai"), ab("ab"), av("av");
         s.accumulator.compute_at(out, wo).reorder_storage(s.b, s.channel, s.w, s.h);
-        s.accumulator.vectorize(s.b, lanes, TailStrategy::GuardWithIf);
-        Stage update = s.accumulator.update();
-        update.split(s.channel, ao, ai, accumulators, TailStrategy::GuardWithIf)
-            .split(s.b, ab, av, lanes, TailStrategy::GuardWithIf);
         std::vector<VarOrRVar> order = {av, ai, s.inner, ab, ao};
         order.insert(order.end(), outer_loops.begin(), outer_loops.end());
         order.push_back(s.w);
         order.push_back(s.h);
-        update.reorder(order).vectorize(av).unroll(ai);
+        s.accumulator.vectorize(s.b, lanes, TailStrategy::GuardWithIf);
+        // The reduction's vectors: narrower ones for a batch narrower than a full vector.
+        auto tile_update = [&](Stage update, int width) {
+            update.split(s.channel, ao, ai, accumulators, TailStrategy::GuardWithIf)
+                .split(s.b, ab, av, width, TailStrategy::GuardWithIf)
+                .reorder(order)
+                .vectorize(av)
+                .unroll(ai);
+        };
+        for (int width : widths) {
+            if (width < lanes) tile_update(s.accumulator.update().specialize(s.batch >= width && s.batch < lanes), width);
+        }
+        tile_update(s.accumulator.update(), lanes);
     } else {
         // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and
         // every vector of a pixel's tile unrolled, so that it lives in registers across the
         // reduction.
-        s.accumulator.compute_at(out, bo)
-            .reorder_storage(s.b, s.channel, s.w, s.h)
-            .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
-            .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
-            .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+        s.accumulator.compute_at(out, bo).reorder_storage(s.b, s.channel, s.w, s.h);
         std::vector<VarOrRVar> order = {s.b, s.channel, s.inner};
         order.insert(order.end(), outer_loops.begin(), outer_loops.end());
         order.push_back(s.w);
         order.push_back(s.h);
-        s.accumulator.update()
-            .reorder(order)
-            .vectorize(s.b, lanes, TailStrategy::GuardWithIf)
-            .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf)
-            .unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+        auto tile = [&](Stage stage, int width) {
+            if (width > 1) {
+                stage.vectorize(s.b, width, TailStrategy::GuardWithIf)
+                    .unroll(s.b, batch_vectors, TailStrategy::GuardWithIf);
+            }
+            stage.unroll(s.channel, accumulators, TailStrategy::GuardWithIf);
+        };
+        s.accumulator.update().reorder(order);
+        for (int width : widths) {
+            tile(s.accumulator.specialize(s.batch >= width), width);
+            tile(s.accumulator.update().specialize(s.batch >= width), width);
+        }
+        tile(s.accumulator, 1);
+        tile(s.accumulator.update(), 1);
     }
 
     const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)

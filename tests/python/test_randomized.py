@@ -29,7 +29,8 @@ def draw_case(rng):
     E = rng.choice([1, NE, rng.randint(1, NE)])
     rc_loss = NE > E and rng.random() < 0.6
     return dict(
-        B=size(5), C=size(6), H=size(9), W=size(9), NE=NE, E=E, K=rng.choice([1, 3, 3, 5, 7]), F=rng.choice([1, 1, 2, 3]),
+        # Batches around the CPU vector widths (4, 8, 16 lanes) select different register tiles.
+        B=rng.choice([size(5), rng.randint(1, 20)]), C=size(6), H=size(9), W=size(9), NE=NE, E=E, K=rng.choice([1, 3, 3, 5, 7]), F=rng.choice([1, 1, 2, 3]),
         shared=rng.random() < 0.5, weighted=rng.random() < 0.5,
         dtype=rng.choice([torch.float32, torch.float64]),
         rc_loss=rc_loss, q=rng.choice([0.0, 0.3, 0.7, 1.0, round(rng.random(), 3)]),
