@@ -141,8 +141,14 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
             tile(s.accumulator.specialize(s.batch >= width), width);
             tile(s.accumulator.update().specialize(s.batch >= width), width);
         }
-        tile(s.accumulator, 1);
-        tile(s.accumulator.update(), 1);
+        // Fewer samples than 4 lanes: no batch to vectorise, so each output is a dot product whose
+        // input channels (contiguous in the operand and the bank) fill the vectors, summed across
+        // the lanes at the end.
+        RVar channel_block("channel_block"), channel_lane("channel_lane");
+        s.accumulator.update()
+            .atomic()
+            .split(s.inner, channel_block, channel_lane, lanes, TailStrategy::GuardWithIf)
+            .vectorize(channel_lane);
     }
 
     const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
