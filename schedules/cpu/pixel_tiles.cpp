@@ -96,7 +96,7 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
 
     std::vector<VarOrRVar> outer_loops(s.outer.begin(), s.outer.end());
     // The accumulator's batch vectors follow the output tile's: specialised on the batch, the
-    // widest width the batch fills first; narrower than 4 lanes, scalar.
+    // widest width the batch fills first; below 4 lanes, vectors along the input channels instead.
     const std::vector<int> widths = batch_widths(lanes);
     if (s.channel_tiles_inside_outer) {
         // The pixel tile's [channels x batch] accumulator stays in L1; register tiles of it are
