@@ -15,11 +15,11 @@ using namespace Halide;
 class SpatialMoEBackwardData : public Generator<SpatialMoEBackwardData> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
-    GeneratorParam<int> accumulators{"accumulators", 0};  // schedule knobs, 0 = target default
-    GeneratorParam<int> batch_vectors{"batch_vectors", 0};
-    GeneratorParam<int> row_tile{"row_tile", 0};
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *weight = nullptr;          // (kw, kh, c, expert·F + f)
@@ -89,7 +89,10 @@ public:
 
         BackwardDataStages stages{grad_out, bank, expert_row, gradient, *grad_x, w, h, c, b, r, shared_routing,
                                   grad_x->dim(3).extent(), grad_x->dim(2).extent(), width};
-        schedule_backward_data(stages, TileKnobs{accumulators, batch_vectors, row_tile}, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_backward_data(stages, Knobs("backward_data", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

@@ -20,10 +20,12 @@ using namespace Halide;
 class SpatialMoEBackwardWeight : public Generator<SpatialMoEBackwardWeight> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
     GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
-    GeneratorParam<int> channel_vectors{"channel_vectors", 0};  // schedule knob, 0 = default
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
@@ -113,7 +115,10 @@ public:
 
         BackwardWeightStages stages{input, gated, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
                                     w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent()};
-        schedule_backward_weight(stages, BackwardWeightKnobs{channel_vectors}, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_backward_weight(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

@@ -19,6 +19,9 @@ using namespace Halide;
 class ErrorQuantile : public Generator<ErrorQuantile> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> product{"product", false};  // ε = dy·u (weighted gate), else ε = dy
     GeneratorParam<int> digit_bits{"digit_bits", 11};  // histogram of 2^digit_bits bins per pass
 
@@ -133,7 +136,10 @@ public:
         (*quantile)(b) = result(b);
 
         ErrorQuantileStages stages{magnitude, histograms, bin_counts, cumulative, buckets, {not_above, next_above, nans}, *quantile, n, b, d};
-        schedule_error_quantile(stages, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_error_quantile(stages, Knobs("error_quantile", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

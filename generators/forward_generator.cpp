@@ -13,14 +13,13 @@ using namespace Halide;
 class SpatialMoEForward : public Generator<SpatialMoEForward> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     // true: routing [E,H,W] is the same for every sample; false: per-sample [B,E,H,W].
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     // true: multiply each slot by its routing score (values input).
     GeneratorParam<bool> weighted{"weighted", false};
-    // Schedule knobs (0 = the schedule's default for the target); see schedules/forward_schedule.h.
-    GeneratorParam<int> accumulators{"accumulators", 0};
-    GeneratorParam<int> batch_vectors{"batch_vectors", 0};
-    GeneratorParam<int> row_tile{"row_tile", 0};
 
     // Halide dimension order is the reverse of PyTorch's NCHW.
     GeneratorInput<Buffer<>> *x = nullptr;        // (w, h, c, b)
@@ -84,8 +83,10 @@ public:
 
         ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
                              x->dim(3).extent(), y->dim(2).extent(), width};
-        TileKnobs knobs{accumulators, batch_vectors, row_tile};
-        schedule_forward(stages, knobs, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_forward(stages, Knobs("forward", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

@@ -14,6 +14,9 @@ using namespace Halide;
 class GateGradient : public Generator<GateGradient> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
 
@@ -69,7 +72,10 @@ public:
         }
 
         GateGradientStages stages{slot_gradient, gradient, *grad_routing, w, h, j, e, b, s, shared_routing};
-        schedule_gate_gradient(stages, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_gate_gradient(stages, Knobs("gate_gradient", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

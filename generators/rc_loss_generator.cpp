@@ -19,6 +19,9 @@ using namespace Halide;
 class RoutingClassificationLoss : public Generator<RoutingClassificationLoss> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};  // ε = dy·u, else ε = dy
 
@@ -115,7 +118,10 @@ public:
 
         RCLossStages stages{correct, slot_count, wrong_share, label, term, row_sum, total, *grad_routing, *loss,
                             w, h, j, e, b, row, shared_routing};
-        schedule_rc_loss(stages, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_rc_loss(stages, Knobs("rc_loss", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

@@ -17,7 +17,9 @@ using namespace Halide;
 class RouteTopK : public Generator<RouteTopK> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
-    GeneratorParam<int> pixel_vector{"pixel_vector", 0};  // schedule knob, 0 = target default
+    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<std::string> knobs_target{"knobs_target", ""};
 
     // Shared routing [NE,H,W] is passed as a batch of one.
     GeneratorInput<Buffer<>> *routing = nullptr;          // (w, h, e, b)
@@ -63,7 +65,10 @@ public:
         (*values)(w, h, j, b) = (*routing)(w, h, clamp(slot_expert(w, h, j, b), 0, experts - 1), b);
 
         RouteTopKStages stages{key, rank, slot_expert, *indices, *values, w, h, e, j, b, o, scatter};
-        schedule_route_topk(stages, RouteTopKKnobs{pixel_vector}, get_target());
+        // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
+        if (!using_autoscheduler()) {
+            schedule_route_topk(stages, Knobs("route_topk", knobs, knobs_target, get_target()), get_target());
+        }
     }
 };
 

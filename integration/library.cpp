@@ -3,6 +3,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "kernel_registry.h"
 #include "smoe_ops.h"
 
 TORCH_LIBRARY(smoe, m) {
@@ -22,9 +23,20 @@ TORCH_LIBRARY(smoe, m) {
     m.def("error_quantile(Tensor grad_y, Tensor? response, float q, float scale) -> Tensor");
     m.def("rc_loss(Tensor grad_y, Tensor? response, Tensor indices, Tensor routing, Tensor quantile, float scale, "
           "int F=1, float rc_weight=1.0) -> (Tensor grad_routing, Tensor loss)");
+    m.def("tuned_kernels() -> str[]", &smoe::tuned_kernels);
 }
 
 namespace smoe {
+
+std::vector<std::string> tuned_kernels() {
+    std::vector<std::string> lines;
+    for (const runtime::TunedVariantInfo &v : runtime::tuned_variants()) {
+        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
+                        (v.weighted ? "weighted" : "unweighted") + " " + v.shape_class + " " + v.knobs + " " +
+                        v.target + (v.active ? " active" : " inactive (this CPU does not run the target)"));
+    }
+    return lines;
+}
 
 std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E) {
     static const auto op = c10::Dispatcher::singleton()

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <vector>
 
 namespace smoe {
 
@@ -65,5 +67,10 @@ std::tuple<at::Tensor, at::Tensor> rc_loss(const at::Tensor &grad_y, const std::
                                            const at::Tensor &indices, const at::Tensor &routing,
                                            const at::Tensor &quantile, double scale, int64_t F = 1,
                                            double rc_weight = 1.0);
+
+// The tuned CPU kernels this build compiled from its tuned stores (README "Tuning"), one line each:
+// "op routing gating shape_class knobs target active|inactive (...)". Active ones serve the calls
+// of their shape class on this CPU.
+std::vector<std::string> tuned_kernels();
 
 }  // namespace smoe

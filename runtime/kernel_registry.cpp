@@ -1,6 +1,12 @@
 #include "kernel_registry.h"
 
+#include <array>
+#include <string>
+#include <vector>
+
+#include "cpu_features.h"
 #include "smoe_kernels.h"
+#include "smoe_tuned_variants.h"
 
 namespace smoe::runtime {
 namespace {
@@ -112,7 +118,85 @@ SMOE_TABLES(BackwardWeight, backward_weight)
 SMOE_TABLES(GateGradient, gate_gradient)
 SMOE_TABLES(RCLoss, rc_loss)
 
+// Tuned variants (cmake/SmoeTunedStore.cmake): the ops whose kernels the build may specialise per
+// shape class, and how a call's batch and input channels are read from its arguments.
+template <typename Args>
+struct TunedOp {
+    static constexpr bool has_variants = false;
+};
+template <>
+struct TunedOp<ForwardArgs> {
+    static constexpr bool has_variants = true;
+    static constexpr const char *name = "forward";
+    static const halide_buffer_t *input(const ForwardArgs &a) { return a.x; }
+};
+template <>
+struct TunedOp<BackwardDataArgs> {
+    static constexpr bool has_variants = true;
+    static constexpr const char *name = "backward_data";
+    static const halide_buffer_t *input(const BackwardDataArgs &a) { return a.grad_x; }
+};
+template <>
+struct TunedOp<BackwardWeightArgs> {
+    static constexpr bool has_variants = true;
+    static constexpr const char *name = "backward_weight";
+    static const halide_buffer_t *input(const BackwardWeightArgs &a) { return a.x; }
+};
+
+// The compiled tuned variants this CPU runs, per op and routing variant, indexed by shape class.
+template <typename Args>
+using ClassTable = std::array<Kernel<Args>, kShapeClassCount>;
+
+template <typename Args>
+const ClassTable<Args> &tuned_table(bool shared_routing, bool weighted) {
+    static const auto tables = [] {
+        std::array<std::array<ClassTable<Args>, 2>, 2> t{};
+        for (const TunedVariantInfo &v : tuned_variants()) {
+            if (!v.active || std::string(v.op) != TunedOp<Args>::name) continue;
+            t[v.shared_routing][v.weighted][shape_class_index(v.shape_class)] =
+                reinterpret_cast<Kernel<Args>>(v.kernel);
+        }
+        return t;
+    }();
+    return tables[shared_routing][weighted];
+}
+
+// CPU float32 calls of an op with tuned variants: the variant of the call's shape class, if this
+// CPU runs it, else the regular kernel.
+template <typename Args, bool Shared, bool Weighted>
+int tuned_dispatch(void *uc, const Args &a) {
+    const halide_buffer_t *in = TunedOp<Args>::input(a);
+    const Kernel<Args> tuned =
+        tuned_table<Args>(Shared, Weighted)[shape_class_index(in->dim[3].extent, in->dim[2].extent)];
+    return (tuned != nullptr ? tuned : Tables<Args>::cpu_f32[Shared][Weighted])(uc, a);
+}
+
+template <typename Args>
+Kernel<Args> with_tuned_variants(const VariantTable<Args> *table, RoutingVariant v) {
+    if constexpr (TunedOp<Args>::has_variants) {
+        if (table == &Tables<Args>::cpu_f32) {
+            static constexpr VariantTable<Args> dispatch = {
+                {tuned_dispatch<Args, false, false>, tuned_dispatch<Args, false, true>},
+                {tuned_dispatch<Args, true, false>, tuned_dispatch<Args, true, true>},
+            };
+            bool any = false;
+            for (Kernel<Args> k : tuned_table<Args>(v.shared_routing, v.weighted)) any = any || k != nullptr;
+            if (any) return dispatch[v.shared_routing][v.weighted];
+        }
+    }
+    return (*table)[v.shared_routing][v.weighted];
+}
+
 }  // namespace
+
+const std::vector<TunedVariantInfo> &tuned_variants() {
+#define SMOE_TUNED_VARIANT_ENTRY(op, shared, gating, shape_class, knobs, target, fn) \
+    {#op, shared, std::string(#gating) == "weighted", shape_class, knobs, target,   \
+     reinterpret_cast<const void *>(&op##_##gating<fn>), cpu_runs_target(target)},
+    static const std::vector<TunedVariantInfo> variants = {SMOE_TUNED_VARIANT_LIST(SMOE_TUNED_VARIANT_ENTRY)};
+#undef SMOE_TUNED_VARIANT_ENTRY
+    return variants;
+}
 
 RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {
     if (device == c10::DeviceType::CPU) {
@@ -155,7 +239,7 @@ Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingV
 #ifdef SMOE_WITH_CUDA_KERNELS
     if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) table = &Tables<Args>::cuda_f32;
 #endif
-    return table != nullptr ? (*table)[v.shared_routing][v.weighted] : nullptr;
+    return table != nullptr ? with_tuned_variants(table, v) : nullptr;
 }
 
 template Kernel<ForwardArgs> find_kernel<ForwardArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);

@@ -5,6 +5,8 @@
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 
+#include <vector>
+
 #include "HalideRuntime.h"
 
 namespace smoe::runtime {
@@ -80,7 +82,20 @@ using ErrorQuantileKernel = int (*)(void *user_context, const ErrorQuantileArgs 
 template <typename Args>
 using Kernel = int (*)(void *user_context, const Args &args);
 
-// nullptr when the build has no such kernel.
+// A tuned float32 CPU kernel the build compiled from a tuned store (README "Tuning").
+struct TunedVariantInfo {
+    const char *op;  // forward, backward_data, backward_weight
+    bool shared_routing, weighted;
+    const char *shape_class;  // see shape_class_index()
+    const char *knobs;        // name=value,... that differ from the defaults
+    const char *target;       // the Halide target it was compiled for
+    const void *kernel;
+    bool active;  // this CPU runs its target, so calls of its class use it
+};
+const std::vector<TunedVariantInfo> &tuned_variants();
+
+// nullptr when the build has no such kernel. CPU float32 kernels of ops with tuned variants
+// dispatch on each call's shape class.
 RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device);
 ErrorQuantileKernel find_error_quantile(c10::ScalarType dtype, c10::DeviceType device, bool product);
 template <typename Args>

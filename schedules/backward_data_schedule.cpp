@@ -2,7 +2,7 @@
 
 namespace smoe {
 
-void schedule_backward_data(BackwardDataStages &stages, const TileKnobs &knobs, const Halide::Target &target) {
+void schedule_backward_data(BackwardDataStages &stages, const Knobs &knobs, const Halide::Target &target) {
     if (target.has_gpu_feature()) {
         schedule_backward_data_gpu(stages, knobs, target);
     } else {

@@ -19,8 +19,8 @@ struct BackwardDataStages {
     Halide::Expr batch, channels, width;  // run-time extents, for specialisations
 };
 
-void schedule_backward_data(BackwardDataStages &stages, const TileKnobs &knobs, const Halide::Target &target);
-void schedule_backward_data_cpu(BackwardDataStages &stages, const TileKnobs &knobs, const Halide::Target &target);
-void schedule_backward_data_gpu(BackwardDataStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+void schedule_backward_data(BackwardDataStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_backward_data_cpu(BackwardDataStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_backward_data_gpu(BackwardDataStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

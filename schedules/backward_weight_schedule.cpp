@@ -2,7 +2,7 @@
 
 namespace smoe {
 
-void schedule_backward_weight(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,
                               const Halide::Target &target) {
     if (target.has_gpu_feature()) {
         schedule_backward_weight_gpu(stages, knobs, target);

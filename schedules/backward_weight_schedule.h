@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -19,15 +20,11 @@ struct BackwardWeightStages {
     Halide::Expr channels;  // C, for specialisations
 };
 
-struct BackwardWeightKnobs {
-    int channel_vectors;  // CPU: channel vectors summed over the batch in registers
-};
-
-void schedule_backward_weight(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,
                               const Halide::Target &target);
-void schedule_backward_weight_cpu(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+void schedule_backward_weight_cpu(BackwardWeightStages &stages, const Knobs &knobs,
                                   const Halide::Target &target);
-void schedule_backward_weight_gpu(BackwardWeightStages &stages, const BackwardWeightKnobs &knobs,
+void schedule_backward_weight_gpu(BackwardWeightStages &stages, const Knobs &knobs,
                                   const Halide::Target &target);
 
 }  // namespace smoe

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -19,8 +20,8 @@ struct ErrorQuantileStages {
     Halide::Var n, b, d;
 };
 
-void schedule_error_quantile(ErrorQuantileStages &stages, const Halide::Target &target);
-void schedule_error_quantile_cpu(ErrorQuantileStages &stages, const Halide::Target &target);
-void schedule_error_quantile_gpu(ErrorQuantileStages &stages, const Halide::Target &target);
+void schedule_error_quantile(ErrorQuantileStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_error_quantile_cpu(ErrorQuantileStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_error_quantile_gpu(ErrorQuantileStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

@@ -2,7 +2,7 @@
 
 namespace smoe {
 
-void schedule_forward(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target) {
+void schedule_forward(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target) {
     if (target.has_gpu_feature()) {
         schedule_forward_gpu(stages, knobs, target);
     } else {

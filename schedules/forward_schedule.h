@@ -19,8 +19,8 @@ struct ForwardStages {
     Halide::Expr batch, out_channels, width;  // run-time extents, for specialisations
 };
 
-void schedule_forward(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
-void schedule_forward_cpu(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
-void schedule_forward_gpu(ForwardStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+void schedule_forward(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_forward_cpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_forward_gpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

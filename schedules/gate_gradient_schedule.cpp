@@ -2,11 +2,11 @@
 
 namespace smoe {
 
-void schedule_gate_gradient(GateGradientStages &stages, const Halide::Target &target) {
+void schedule_gate_gradient(GateGradientStages &stages, const Knobs &knobs, const Halide::Target &target) {
     if (target.has_gpu_feature()) {
-        schedule_gate_gradient_gpu(stages, target);
+        schedule_gate_gradient_gpu(stages, knobs, target);
     } else {
-        schedule_gate_gradient_cpu(stages, target);
+        schedule_gate_gradient_cpu(stages, knobs, target);
     }
 }
 

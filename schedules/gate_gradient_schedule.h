@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -15,8 +16,8 @@ struct GateGradientStages {
     bool shared_routing;
 };
 
-void schedule_gate_gradient(GateGradientStages &stages, const Halide::Target &target);
-void schedule_gate_gradient_cpu(GateGradientStages &stages, const Halide::Target &target);
-void schedule_gate_gradient_gpu(GateGradientStages &stages, const Halide::Target &target);
+void schedule_gate_gradient(GateGradientStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_gate_gradient_cpu(GateGradientStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_gate_gradient_gpu(GateGradientStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

@@ -1,12 +1,46 @@
-// Named schedule knobs shared by the generators; 0 means "the target's default".
+// Named schedule knobs: every schedule reads its choices (tiles, vector widths, unrolling,
+// formulations) from a Knobs value, never from constants buried in the schedule. Each op's knobs,
+// their ranges and defaults are listed in knob_space(); the tuner (autotune/) searches them and the
+// build passes chosen values to the generators as the `knobs` parameter.
 #pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "Halide.h"
 
 namespace smoe {
 
-struct TileKnobs {
-    int accumulators;   // CPU: vector registers per register tile; GPU: batch samples per thread
-    int batch_vectors;  // CPU: widest register tile, in batch vectors
-    int row_tile;       // grid rows per parallel task (CPU) / per thread block (GPU)
+struct KnobSpec {
+    std::string name;
+    std::vector<int> values;  // the range the tuner searches, smallest first
+    int default_value;        // 0: derived from the target (see `meaning`)
+    std::string meaning;
 };
+
+// The knobs of an op's schedule on a CPU or a GPU target. Ops: forward, backward_data,
+// backward_weight, route_topk, error_quantile, rc_loss, gate_gradient.
+const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu);
+const std::vector<std::string> &tunable_ops();
+
+class Knobs {
+public:
+    // Parses "name=value,name=value" (the generator's `knobs` parameter) against the op's space.
+    // The values apply only when `knobs_target` is empty or names this target (features compared
+    // without user_context), so that one multi-target library can carry the knobs of one target.
+    // Unknown names and values outside the range are build errors.
+    Knobs(const std::string &op, const std::string &text, const std::string &knobs_target,
+          const Halide::Target &target);
+
+    // The knob's value: the given one, else its default (0 for target-derived defaults).
+    int operator[](const std::string &name) const;
+
+private:
+    std::map<std::string, int> values_;
+};
+
+// "name=value,..." of a knob map, in name order (the form the `knobs` parameter takes).
+std::string format_knobs(const std::map<std::string, int> &knobs);
 
 }  // namespace smoe

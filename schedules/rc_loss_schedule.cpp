@@ -2,11 +2,11 @@
 
 namespace smoe {
 
-void schedule_rc_loss(RCLossStages &stages, const Halide::Target &target) {
+void schedule_rc_loss(RCLossStages &stages, const Knobs &knobs, const Halide::Target &target) {
     if (target.has_gpu_feature()) {
-        schedule_rc_loss_gpu(stages, target);
+        schedule_rc_loss_gpu(stages, knobs, target);
     } else {
-        schedule_rc_loss_cpu(stages, target);
+        schedule_rc_loss_cpu(stages, knobs, target);
     }
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -19,8 +20,8 @@ struct RCLossStages {
     bool shared_routing;
 };
 
-void schedule_rc_loss(RCLossStages &stages, const Halide::Target &target);
-void schedule_rc_loss_cpu(RCLossStages &stages, const Halide::Target &target);
-void schedule_rc_loss_gpu(RCLossStages &stages, const Halide::Target &target);
+void schedule_rc_loss(RCLossStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_rc_loss_cpu(RCLossStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_rc_loss_gpu(RCLossStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

@@ -2,7 +2,7 @@
 
 namespace smoe {
 
-void schedule_route_topk(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target) {
+void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target) {
     if (target.has_gpu_feature()) {
         schedule_route_topk_gpu(stages, knobs, target);
     } else {

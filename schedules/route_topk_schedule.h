@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "knobs.h"
 
 namespace smoe {
 
@@ -15,12 +16,8 @@ struct RouteTopKStages {
     Halide::RDom o, scatter;
 };
 
-struct RouteTopKKnobs {
-    int pixel_vector;  // pixels per vector (CPU) or threads per block row (GPU)
-};
-
-void schedule_route_topk(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
-void schedule_route_topk_cpu(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
-void schedule_route_topk_gpu(RouteTopKStages &stages, const RouteTopKKnobs &knobs, const Halide::Target &target);
+void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_route_topk_cpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_route_topk_gpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

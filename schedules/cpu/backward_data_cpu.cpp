@@ -7,7 +7,7 @@
 
 namespace smoe {
 
-void schedule_backward_data_cpu(BackwardDataStages &s, const TileKnobs &knobs, const Halide::Target &target) {
+void schedule_backward_data_cpu(BackwardDataStages &s, const Knobs &knobs, const Halide::Target &target) {
     PixelTileStages tiles{s.grad_out, s.bank, s.expert_row, true, true, s.gradient, s.output, s.w, s.h, s.c, s.b,
                           s.r.z, {s.r.x, s.r.y}, s.batch, s.channels, s.width};
     schedule_pixel_tiles_cpu(tiles, knobs, target);

@@ -8,10 +8,10 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_backward_weight_cpu(BackwardWeightStages &s, const BackwardWeightKnobs &knobs, const Target &target) {
+void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.output.type());
     const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
-    const int channel_vectors = knobs.channel_vectors > 0 ? knobs.channel_vectors : registers / 2;
+    const int channel_vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 2;
     const int chunk = lanes * channel_vectors;
 
     s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);

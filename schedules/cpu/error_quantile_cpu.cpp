@@ -8,8 +8,6 @@ using namespace Halide;
 
 namespace {
 
-constexpr int kHistogramCopies = 4;
-
 // An associative reduction to one value per sample, run as vector lanes of partial results
 // (rfactor), then one reduction of the lanes.
 void vectorize_reduction(Func f, Func at, const Var &sample, int lanes) {
@@ -24,8 +22,9 @@ void vectorize_reduction(Func f, Func at, const Var &sample, int lanes) {
 
 }  // namespace
 
-void schedule_error_quantile_cpu(ErrorQuantileStages &s, const Target &target) {
+void schedule_error_quantile_cpu(ErrorQuantileStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(Int(32));
+    const int copies = knobs["histogram_copies"];
     Func out = s.output;
     out.parallel(s.b);
     for (size_t pass = 0; pass < s.histograms.size(); ++pass) {
@@ -36,9 +35,9 @@ void schedule_error_quantile_cpu(ErrorQuantileStages &s, const Target &target) {
         const RVar all = s.histograms[pass].rvars(0)[0];
         RVar block(name + "_block"), part(name + "_part");
         Var copy(name + "_copy");
-        s.histograms[pass].update().split(all, block, part, kHistogramCopies, TailStrategy::GuardWithIf);
+        s.histograms[pass].update().split(all, block, part, copies, TailStrategy::GuardWithIf);
         Func partial = s.histograms[pass].update().rfactor(part, copy);
-        partial.compute_at(out, s.b).bound(copy, 0, kHistogramCopies).vectorize(s.d, lanes);
+        partial.compute_at(out, s.b).bound(copy, 0, copies).vectorize(s.d, lanes);
         partial.update().reorder(copy, block).unroll(copy);
         s.histograms[pass].update().vectorize(s.d, lanes);
         s.cumulative[pass].compute_at(out, s.b);

@@ -8,6 +8,8 @@
 // amortise a loop).
 #include "pixel_tiles.h"
 
+#include <algorithm>
+
 namespace smoe {
 
 using namespace Halide;
@@ -35,7 +37,7 @@ std::vector<int> batch_widths(int lanes) {
 // and fewer channels, down to a scalar tile that handles any shape.
 // A tile also spans `pixels` neighbouring pixels along w (one register tile each, in turn), so
 // that the output is written in whole vectors along w instead of scattered lanes.
-std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors, int lanes) {
+std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors, int dot_channels, int lanes) {
     std::vector<RegisterTile> tiles;
     for (int pixels : {lanes, 1}) {
         for (int vectors = max_batch_vectors; vectors >= 1; vectors /= 2) {
@@ -51,21 +53,32 @@ std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors
             tiles.push_back({1, width, pixels, width});
         }
     }
+    // Batches under 4 lanes: `dot_channels` output channels per tile, each a dot product of its own.
+    if (dot_channels > 1) tiles.push_back({dot_channels, 1, 1, 1});
     tiles.push_back({1, 1, 1, 1});
-    return tiles;
+    // Small accumulator counts make some of these coincide; each shape is specialised once.
+    std::vector<RegisterTile> distinct;
+    for (const RegisterTile &t : tiles) {
+        auto same = [&](const RegisterTile &u) {
+            return u.channels == t.channels && u.batch == t.batch && u.pixels == t.pixels && u.batch_lanes == t.batch_lanes;
+        };
+        if (std::none_of(distinct.begin(), distinct.end(), same)) distinct.push_back(t);
+    }
+    return distinct;
 }
 
 }  // namespace
 
-void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const Target &target) {
+void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.output.type());
     const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
     // ~3/4 of the vector registers accumulate; the rest hold a broadcast and the tile's operand
     // vectors (a tile of batch_vectors operand vectors needs accumulators + batch_vectors + 1
     // registers: 12 + 2 + 1 of AVX2's 16, 24 + 4 + 1 of AVX-512's 32).
-    const int accumulators = knobs.accumulators > 0 ? knobs.accumulators : registers * 3 / 4;
-    const int batch_vectors = knobs.batch_vectors > 0 ? knobs.batch_vectors : registers / 8;
-    const int row_tile = knobs.row_tile > 0 ? knobs.row_tile : 4;
+    const int accumulators = knobs["accumulators"] > 0 ? knobs["accumulators"] : registers * 3 / 4;
+    const int batch_vectors = knobs["batch_vectors"] > 0 ? knobs["batch_vectors"] : registers / 8;
+    const int row_tile = knobs["row_tile"];
+    const int dot_channels = knobs["dot_channels"];
 
     Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), co("co"), ci("ci"), bo("bo"), bi("bi");
     Func out = s.output;
@@ -87,7 +100,7 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
     // the pixel tile is specialised (fewer specialisations also keep compile times short).
     const std::vector<RegisterTile> tiles =
         s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes, 1}, {1, 1, 1, 1}}
-                                     : register_tiles(accumulators, batch_vectors, lanes);
+                                     : register_tiles(accumulators, batch_vectors, dot_channels, lanes);
     for (size_t i = 0; i + 1 < tiles.size(); ++i) {
         const RegisterTile &t = tiles[i];
         schedule_output(out.specialize(s.width >= t.pixels && s.channels >= t.channels && s.batch >= t.batch), t);
@@ -144,11 +157,14 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const TileKnobs &knobs, const 
         // Fewer samples than 4 lanes: no batch to vectorise, so each output is a dot product whose
         // input channels (contiguous in the operand and the bank) fill the vectors, summed across
         // the lanes at the end.
+        // With several output channels per tile, each is an independent chain of vector operations
+        // sharing the operand's loads.
         RVar channel_block("channel_block"), channel_lane("channel_lane");
-        s.accumulator.update()
-            .atomic()
+        Stage dot = s.accumulator.update();
+        dot.atomic()
             .split(s.inner, channel_block, channel_lane, lanes, TailStrategy::GuardWithIf)
             .vectorize(channel_lane);
+        if (dot_channels > 1) dot.unroll(s.channel, dot_channels, TailStrategy::GuardWithIf);
     }
 
     const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)

@@ -25,6 +25,6 @@ struct PixelTileStages {
     Halide::Expr batch, channels, width;  // run-time extents, for specialisations
 };
 
-void schedule_pixel_tiles_cpu(PixelTileStages &stages, const TileKnobs &knobs, const Halide::Target &target);
+void schedule_pixel_tiles_cpu(PixelTileStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

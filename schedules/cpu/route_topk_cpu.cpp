@@ -7,8 +7,8 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_route_topk_cpu(RouteTopKStages &s, const RouteTopKKnobs &knobs, const Target &target) {
-    const int lanes = knobs.pixel_vector > 0 ? knobs.pixel_vector : target.natural_vector_size(Int(32));
+void schedule_route_topk_cpu(RouteTopKStages &s, const Knobs &knobs, const Target &target) {
+    const int lanes = knobs["pixel_vector"] > 0 ? knobs["pixel_vector"] : target.natural_vector_size(Int(32));
     Var row("row");
     s.slot_expert.compute_root().fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
     s.slot_expert.update().fuse(s.h, s.b, row).parallel(row).reorder(s.scatter, s.w);

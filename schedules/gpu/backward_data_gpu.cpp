@@ -4,7 +4,7 @@
 
 namespace smoe {
 
-void schedule_backward_data_gpu(BackwardDataStages &s, const TileKnobs &knobs, const Halide::Target &) {
+void schedule_backward_data_gpu(BackwardDataStages &s, const Knobs &knobs, const Halide::Target &) {
     PixelTileStagesGpu tiles{s.gradient, s.output, s.w, s.h, s.c, s.b, {s.r.z, s.r.x, s.r.y}};
     schedule_pixel_tiles_gpu(tiles, knobs);
 }

@@ -7,7 +7,7 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_backward_weight_gpu(BackwardWeightStages &s, const BackwardWeightKnobs &, const Target &) {
+void schedule_backward_weight_gpu(BackwardWeightStages &s, const Knobs &, const Target &) {
     Var co("co"), ci("ci"), kk("kk"), rt("rt");
     s.partial.compute_root().gpu_tile(s.c, s.row, co, rt, ci, kk, 32, 4, TailStrategy::GuardWithIf);
     Stage scatter = s.partial.update();

@@ -7,7 +7,7 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_error_quantile_gpu(ErrorQuantileStages &s, const Target &) {
+void schedule_error_quantile_gpu(ErrorQuantileStages &s, const Knobs &, const Target &) {
     constexpr int threads = 256;
     Func out = s.output;
     Var bi("bi");

@@ -4,7 +4,7 @@
 
 namespace smoe {
 
-void schedule_forward_gpu(ForwardStages &s, const TileKnobs &knobs, const Halide::Target &) {
+void schedule_forward_gpu(ForwardStages &s, const Knobs &knobs, const Halide::Target &) {
     PixelTileStagesGpu tiles{s.response, s.output, s.w, s.h, s.jf, s.b, {s.r.z, s.r.x, s.r.y}};
     schedule_pixel_tiles_gpu(tiles, knobs);
 }

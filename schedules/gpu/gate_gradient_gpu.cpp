@@ -5,7 +5,7 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_gate_gradient_gpu(GateGradientStages &s, const Target &) {
+void schedule_gate_gradient_gpu(GateGradientStages &s, const Knobs &, const Target &) {
     Var wo("wo"), wi("wi"), ho("ho"), hi("hi");
     Func out = s.output;
     out.gpu_tile(s.w, s.h, wo, ho, wi, hi, 32, 4, TailStrategy::GuardWithIf);

@@ -7,9 +7,9 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_pixel_tiles_gpu(PixelTileStagesGpu &s, const TileKnobs &knobs) {
-    const int batch_tile = knobs.accumulators > 0 ? knobs.accumulators : 4;
-    const int threads_w = 32, threads_h = knobs.row_tile > 0 ? knobs.row_tile : 4;
+void schedule_pixel_tiles_gpu(PixelTileStagesGpu &s, const Knobs &knobs) {
+    const int batch_tile = knobs["accumulators"];
+    const int threads_w = 32, threads_h = knobs["row_tile"];
     Var wo("wo"), wi("wi"), ho("ho"), hi("hi"), bo("bo"), bi("bi"), cb("cb");
     Func out = s.output;
     out.split(s.b, bo, bi, batch_tile, TailStrategy::GuardWithIf)

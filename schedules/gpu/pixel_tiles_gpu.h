@@ -13,6 +13,6 @@ struct PixelTileStagesGpu {
     std::vector<Halide::RVar> reduction;  // innermost first
 };
 
-void schedule_pixel_tiles_gpu(PixelTileStagesGpu &stages, const TileKnobs &knobs);
+void schedule_pixel_tiles_gpu(PixelTileStagesGpu &stages, const Knobs &knobs);
 
 }  // namespace smoe

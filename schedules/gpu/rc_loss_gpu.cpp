@@ -7,7 +7,7 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_rc_loss_gpu(RCLossStages &s, const Target &) {
+void schedule_rc_loss_gpu(RCLossStages &s, const Knobs &, const Target &) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var wo("wo"), wi("wi"), ho("ho"), hi("hi"), ro("ro"), ri("ri");
     // Threads over the pixels (and samples); the loops in `order` run inside each thread.

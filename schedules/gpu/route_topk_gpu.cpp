@@ -6,8 +6,8 @@ namespace smoe {
 
 using namespace Halide;
 
-void schedule_route_topk_gpu(RouteTopKStages &s, const RouteTopKKnobs &knobs, const Target &) {
-    const int threads = knobs.pixel_vector > 0 ? knobs.pixel_vector : 32;
+void schedule_route_topk_gpu(RouteTopKStages &s, const Knobs &knobs, const Target &) {
+    const int threads = knobs["pixel_vector"];
     Var wo("wo"), wi("wi"), eo("eo"), ei("ei"), row("row");
     s.rank.compute_root()
         .fuse(s.h, s.b, row)

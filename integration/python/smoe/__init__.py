@@ -9,7 +9,8 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "TensorRoutingGate",
+__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels",
+           "TensorRoutingGate",
            "SpatialMoE2d"]
 
 
@@ -31,5 +32,6 @@ forward = torch.ops.smoe.forward
 spatial_moe = torch.ops.smoe.spatial_moe
 error_quantile = torch.ops.smoe.error_quantile
 rc_loss = torch.ops.smoe.rc_loss
+tuned_kernels = torch.ops.smoe.tuned_kernels
 
 from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)

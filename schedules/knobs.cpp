@@ -1,0 +1,130 @@
+#include "knobs.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace smoe {
+
+using namespace Halide;
+
+namespace {
+
+const std::vector<KnobSpec> &pixel_tile_knobs_cpu() {
+    static const std::vector<KnobSpec> knobs = {
+        {"accumulators", {4, 6, 8, 12, 16, 20, 24}, 0,
+         "vector registers per register tile (0: 3/4 of the registers, 12 on AVX2, 24 on AVX-512)"},
+        {"batch_vectors", {1, 2, 4}, 0, "widest register tile, in batch vectors (0: registers / 8)"},
+        {"row_tile", {1, 2, 4, 8}, 4, "grid rows per parallel task"},
+        {"dot_channels", {1, 2, 4, 8}, 1,
+         "batches under 4 lanes: output channels per register tile, each a dot product vectorised "
+         "over input channels (1: one at a time)"},
+    };
+    return knobs;
+}
+
+const std::vector<KnobSpec> &pixel_tile_knobs_gpu() {
+    static const std::vector<KnobSpec> knobs = {
+        {"accumulators", {1, 2, 4, 8}, 4, "batch samples per thread"},
+        {"row_tile", {1, 2, 4, 8}, 4, "grid rows per thread block (32 pixels wide)"},
+    };
+    return knobs;
+}
+
+const std::vector<KnobSpec> &vector_width_knob() {
+    static const std::vector<KnobSpec> knobs = {
+        {"vector_width", {4, 8, 16, 32}, 0, "lanes along the grid's width (0: the target's natural width)"},
+    };
+    return knobs;
+}
+
+const std::vector<KnobSpec> &no_knobs() {
+    static const std::vector<KnobSpec> knobs;
+    return knobs;
+}
+
+[[noreturn]] void knob_error(const std::string &message) {
+    throw CompileError("smoe: " + message);
+}
+
+bool same_target(const Target &a, const Target &b) {
+    return a.without_feature(Target::UserContext) == b.without_feature(Target::UserContext);
+}
+
+}  // namespace
+
+const std::vector<std::string> &tunable_ops() {
+    static const std::vector<std::string> ops = {"forward", "backward_data", "backward_weight", "route_topk",
+                                                 "error_quantile", "rc_loss", "gate_gradient"};
+    return ops;
+}
+
+const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
+    if (op == "forward" || op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : pixel_tile_knobs_cpu();
+    if (op == "backward_weight") {
+        static const std::vector<KnobSpec> cpu = {
+            {"channel_vectors", {1, 2, 4, 8, 16}, 0,
+             "channel vectors summed over the batch in registers (0: half the vector registers)"},
+        };
+        return gpu ? no_knobs() : cpu;
+    }
+    if (op == "route_topk") {
+        static const std::vector<KnobSpec> cpu = {
+            {"pixel_vector", {4, 8, 16, 32}, 0, "pixels per vector (0: the target's natural width)"},
+        };
+        static const std::vector<KnobSpec> cuda = {
+            {"pixel_vector", {32, 64, 128, 256}, 32, "threads per block row"},
+        };
+        return gpu ? cuda : cpu;
+    }
+    if (op == "error_quantile") {
+        static const std::vector<KnobSpec> cpu = {
+            {"histogram_copies", {1, 2, 4, 8}, 4,
+             "interleaved partial histograms per radix pass (break chains of increments to one bin)"},
+        };
+        return gpu ? no_knobs() : cpu;
+    }
+    if (op == "rc_loss" || op == "gate_gradient") return gpu ? no_knobs() : vector_width_knob();
+    knob_error("no schedule knobs are known for op '" + op + "'");
+}
+
+Knobs::Knobs(const std::string &op, const std::string &text, const std::string &knobs_target, const Target &target) {
+    const std::vector<KnobSpec> &space = knob_space(op, target.has_gpu_feature());
+    for (const KnobSpec &spec : space) values_[spec.name] = spec.default_value;
+    if (text.empty() || (!knobs_target.empty() && !same_target(Target(knobs_target), target))) return;
+    std::stringstream items(text);
+    std::string item;
+    while (std::getline(items, item, ',')) {
+        const size_t eq = item.find('=');
+        const std::string name = item.substr(0, eq);
+        auto spec = std::find_if(space.begin(), space.end(), [&](const KnobSpec &s) { return s.name == name; });
+        if (eq == std::string::npos || spec == space.end()) {
+            knob_error("'" + item + "' is not a knob of " + op + " (knobs are name=value, names from knob_space)");
+        }
+        int value = 0;
+        try {
+            value = std::stoi(item.substr(eq + 1));
+        } catch (const std::exception &) {
+            knob_error("knob " + name + " of " + op + " needs an integer, got '" + item + "'");
+        }
+        const bool in_range = value == 0 || std::find(spec->values.begin(), spec->values.end(), value) != spec->values.end();
+        if (!in_range) knob_error("knob " + name + "=" + std::to_string(value) + " of " + op + " is outside its range");
+        values_[name] = value;
+    }
+}
+
+int Knobs::operator[](const std::string &name) const {
+    auto it = values_.find(name);
+    if (it == values_.end()) knob_error("a schedule asked for the unknown knob " + name);
+    return it->second;
+}
+
+std::string format_knobs(const std::map<std::string, int> &knobs) {
+    std::string text;
+    for (const auto &[name, value] : knobs) {
+        if (!text.empty()) text += ",";
+        text += name + "=" + std::to_string(value);
+    }
+    return text;
+}
+
+}  // namespace smoe
