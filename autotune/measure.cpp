@@ -37,7 +37,7 @@ std::string knob_text(const std::map<std::string, int> &knobs) {
     for (const auto &[name, value] : knobs) {
         if (value == 0) continue;  // 0 is the target's default
         if (!text.empty()) text += ",";
-        text += name + "=" + std::to_string(value);
+        text += name + ":" + std::to_string(value);
     }
     return text;
 }

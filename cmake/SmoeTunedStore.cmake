@@ -3,13 +3,17 @@
 #
 # smoe_read_tuned_store(<path> <halide_version> <cpu_targets> <out_prefix>)
 #   Sets <out_prefix>_VALID (TRUE/FALSE), <out_prefix>_TARGET (the store's target, as written) and
-#   <out_prefix>_ENTRIES, a list of "op|shape_class|knobs" with knobs as name=value,... (default
+#   <out_prefix>_ENTRIES, a list of "op|shape_class|knobs" with knobs as name:value,... (default
 #   values left out). A corrupt store, a store of another Halide version or of a target this build
 #   does not compile for is rejected with a warning that says why; the defaults are then used.
 #
 # Script mode (used by the tests): cmake -DSTORE=<path> -DHALIDE_VERSION=<v> -DCPU_TARGETS=<a;b>
 #   -P cmake/SmoeTunedStore.cmake prints "valid <target>" and one "entry op|class|knobs" per line,
 #   or "rejected".
+
+if (CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
+  cmake_minimum_required(VERSION 3.28)
+endif ()
 
 set(SMOE_TUNED_OPS forward backward_data backward_weight route_topk error_quantile rc_loss gate_gradient)
 set(SMOE_SHAPE_CLASSES "b1-3_c1-7" "b1-3_c8+" "b4+_c1-7" "b4+_c8+")
@@ -86,7 +90,7 @@ function(smoe_read_tuned_store path halide_version cpu_targets out)
             return()
           endif ()
           if (NOT value EQUAL 0)
-            list(APPEND knobs "${name}=${value}")
+            list(APPEND knobs "${name}:${value}")
           endif ()
         endforeach ()
       endif ()

@@ -20,7 +20,7 @@ using namespace Halide;
 class SpatialMoEBackwardWeight : public Generator<SpatialMoEBackwardWeight> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
-    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    // Schedule knobs, "name:value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
     GeneratorParam<std::string> knobs{"knobs", ""};
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};

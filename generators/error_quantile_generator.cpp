@@ -19,7 +19,7 @@ using namespace Halide;
 class ErrorQuantile : public Generator<ErrorQuantile> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
-    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    // Schedule knobs, "name:value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
     GeneratorParam<std::string> knobs{"knobs", ""};
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> product{"product", false};  // ε = dy·u (weighted gate), else ε = dy

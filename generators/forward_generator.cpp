@@ -13,7 +13,7 @@ using namespace Halide;
 class SpatialMoEForward : public Generator<SpatialMoEForward> {
 public:
     GeneratorParam<Type> dtype{"dtype", Float(32)};
-    // Schedule knobs, "name=value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
+    // Schedule knobs, "name:value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
     GeneratorParam<std::string> knobs{"knobs", ""};
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     // true: routing [E,H,W] is the same for every sample; false: per-sample [B,E,H,W].

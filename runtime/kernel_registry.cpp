@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "variant_cache.h"
 #include "smoe_kernels.h"
 #include "smoe_tuned_variants.h"
 
@@ -124,23 +125,33 @@ template <typename Args>
 struct TunedOp {
     static constexpr bool has_variants = false;
 };
+// "WxHxCxB"-style extents of a buffer, for cache keys.
+std::string extents(const halide_buffer_t *b) {
+    std::string text;
+    for (int d = 0; d < b->dimensions; ++d) text += (d ? "x" : "") + std::to_string(b->dim[d].extent);
+    return text;
+}
+
 template <>
 struct TunedOp<ForwardArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "forward";
     static const halide_buffer_t *input(const ForwardArgs &a) { return a.x; }
+    static std::string shape(const ForwardArgs &a) { return extents(a.x) + " " + extents(a.weight); }
 };
 template <>
 struct TunedOp<BackwardDataArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "backward_data";
     static const halide_buffer_t *input(const BackwardDataArgs &a) { return a.grad_x; }
+    static std::string shape(const BackwardDataArgs &a) { return extents(a.grad_x) + " " + extents(a.weight); }
 };
 template <>
 struct TunedOp<BackwardWeightArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "backward_weight";
     static const halide_buffer_t *input(const BackwardWeightArgs &a) { return a.x; }
+    static std::string shape(const BackwardWeightArgs &a) { return extents(a.x) + " " + extents(a.grad_weight); }
 };
 
 // The compiled tuned variants this CPU runs, per op and routing variant, indexed by shape class.
@@ -161,10 +172,30 @@ const ClassTable<Args> &tuned_table(bool shared_routing, bool weighted) {
     return tables[shared_routing][weighted];
 }
 
+// With SMOE_KERNEL_CACHE set: the regular kernel and every active tuned variant of the op, measured
+// once per shape on this machine (runtime/variant_cache.h).
+template <typename Args, bool Shared, bool Weighted>
+int measured_dispatch(void *uc, const Args &a) {
+    std::vector<Kernel<Args>> kernels = {Tables<Args>::cpu_f32[Shared][Weighted]};
+    std::vector<std::string> names = {"default"};
+    for (const TunedVariantInfo &v : tuned_variants()) {
+        if (v.active && std::string(v.op) == TunedOp<Args>::name && v.shared_routing == Shared &&
+            v.weighted == Weighted) {
+            kernels.push_back(reinterpret_cast<Kernel<Args>>(v.kernel));
+            names.push_back(std::string(v.shape_class) + ":" + v.knobs + "@" + v.target);
+        }
+    }
+    const std::string key = std::string(TunedOp<Args>::name) + (Shared ? " shared " : " per_sample ") +
+                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
+    const int chosen = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
+    return kernels[chosen](uc, a);
+}
+
 // CPU float32 calls of an op with tuned variants: the variant of the call's shape class, if this
-// CPU runs it, else the regular kernel.
+// CPU runs it, else the regular kernel; measured choices instead when SMOE_KERNEL_CACHE is set.
 template <typename Args, bool Shared, bool Weighted>
 int tuned_dispatch(void *uc, const Args &a) {
+    if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a);
     const halide_buffer_t *in = TunedOp<Args>::input(a);
     const Kernel<Args> tuned =
         tuned_table<Args>(Shared, Weighted)[shape_class_index(in->dim[3].extent, in->dim[2].extent)];

@@ -87,7 +87,7 @@ struct TunedVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
     const char *shape_class;  // see shape_class_index()
-    const char *knobs;        // name=value,... that differ from the defaults
+    const char *knobs;        // name:value,... that differ from the defaults
     const char *target;       // the Halide target it was compiled for
     const void *kernel;
     bool active;  // this CPU runs its target, so calls of its class use it

@@ -1,6 +1,7 @@
 #include "knobs.h"
 
 #include <algorithm>
+#include <iostream>
 #include <sstream>
 
 namespace smoe {
@@ -91,23 +92,34 @@ Knobs::Knobs(const std::string &op, const std::string &text, const std::string &
     const std::vector<KnobSpec> &space = knob_space(op, target.has_gpu_feature());
     for (const KnobSpec &spec : space) values_[spec.name] = spec.default_value;
     if (text.empty() || (!knobs_target.empty() && !same_target(Target(knobs_target), target))) return;
+    // A store the build read may still name a knob or value this version does not know: that knob
+    // keeps its default, with a warning in the build's output.
+    auto ignore = [&](const std::string &why) {
+        std::cerr << "smoe: warning: " << why << "; " << op << " keeps that knob's default\n";
+    };
     std::stringstream items(text);
     std::string item;
     while (std::getline(items, item, ',')) {
-        const size_t eq = item.find('=');
+        const size_t eq = item.find(':');
         const std::string name = item.substr(0, eq);
         auto spec = std::find_if(space.begin(), space.end(), [&](const KnobSpec &s) { return s.name == name; });
         if (eq == std::string::npos || spec == space.end()) {
-            knob_error("'" + item + "' is not a knob of " + op + " (knobs are name=value, names from knob_space)");
+            ignore("'" + item + "' is not a knob of " + op);
+            continue;
         }
         int value = 0;
         try {
-            value = std::stoi(item.substr(eq + 1));
+            size_t used = 0;
+            value = std::stoi(item.substr(eq + 1), &used);
+            if (used != item.size() - eq - 1) throw std::invalid_argument(item);
         } catch (const std::exception &) {
-            knob_error("knob " + name + " of " + op + " needs an integer, got '" + item + "'");
+            ignore("knob " + name + " of " + op + " needs an integer, got '" + item + "'");
+            continue;
         }
-        const bool in_range = value == 0 || std::find(spec->values.begin(), spec->values.end(), value) != spec->values.end();
-        if (!in_range) knob_error("knob " + name + "=" + std::to_string(value) + " of " + op + " is outside its range");
+        if (value != 0 && std::find(spec->values.begin(), spec->values.end(), value) == spec->values.end()) {
+            ignore("knob " + name + "=" + std::to_string(value) + " is outside its range");
+            continue;
+        }
         values_[name] = value;
     }
 }
@@ -122,7 +134,7 @@ std::string format_knobs(const std::map<std::string, int> &knobs) {
     std::string text;
     for (const auto &[name, value] : knobs) {
         if (!text.empty()) text += ",";
-        text += name + "=" + std::to_string(value);
+        text += name + ":" + std::to_string(value);
     }
     return text;
 }

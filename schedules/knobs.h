@@ -26,10 +26,10 @@ const std::vector<std::string> &tunable_ops();
 
 class Knobs {
 public:
-    // Parses "name=value,name=value" (the generator's `knobs` parameter) against the op's space.
+    // Parses "name:value,name:value" (the generator's `knobs` parameter; GenGen takes no "=" in a value) against the op's space.
     // The values apply only when `knobs_target` is empty or names this target (features compared
     // without user_context), so that one multi-target library can carry the knobs of one target.
-    // Unknown names and values outside the range are build errors.
+    // Unknown names and values outside the range keep the default, with a warning.
     Knobs(const std::string &op, const std::string &text, const std::string &knobs_target,
           const Halide::Target &target);
 
@@ -40,7 +40,7 @@ private:
     std::map<std::string, int> values_;
 };
 
-// "name=value,..." of a knob map, in name order (the form the `knobs` parameter takes).
+// "name:value,..." of a knob map, in name order (the form the `knobs` parameter takes).
 std::string format_knobs(const std::map<std::string, int> &knobs);
 
 }  // namespace smoe

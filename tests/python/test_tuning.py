@@ -1,0 +1,189 @@
+"""Tuning: a tiny-budget ./smoe tune run writes a valid store; the build reads a store into tuned
+kernels (a fresh configure puts its knobs into the generator commands, and one tuned kernel is
+compiled); corrupt, stale and foreign stores are rejected with a message and the defaults are used;
+the tuned kernels this build compiled agree with the reference in every routing variant."""
+import json
+import os
+import pathlib
+import random
+import shutil
+import subprocess
+import unittest
+
+import torch
+
+import smoe
+from commands import run
+from test_randomized import check_case
+
+SOURCE = pathlib.Path(os.environ["SMOE_SOURCE_DIR"])
+BUILD = pathlib.Path(os.environ["SMOE_BUILD_DIR"])
+CMAKE = os.environ["SMOE_CMAKE"]
+NINJA = os.environ["SMOE_NINJA"]
+TUNE = os.environ["SMOE_TUNE"]
+PYTHON = os.environ["SMOE_PYTHON"]
+WORK = BUILD / "tests" / "tuning"
+
+TARGET = "x86-64-linux-avx-avx2-f16c-fma-sse41"
+CPU_TARGETS = "x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake;x86-64-linux-sse41-avx-avx2-f16c-fma;x86-64-linux"
+
+
+def read_store(path):
+    """What the build makes of a store: ('valid', target, entries) or ('rejected', warning)."""
+    result = subprocess.run([CMAKE, f"-DSTORE={path}", "-DHALIDE_VERSION=21.0.0", f"-DCPU_TARGETS={CPU_TARGETS}",
+                             "-P", SOURCE / "cmake" / "SmoeTunedStore.cmake"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = [line.removeprefix("-- ") for line in result.stdout.splitlines()]
+    if lines[0] == "rejected":
+        return "rejected", " ".join(result.stderr.split())
+    return "valid", lines[0].split()[1], [line.split(" ", 1)[1] for line in lines[1:]]
+
+
+def store(**changes):
+    text = {"format": "smoe-tuned-store", "format_version": 1, "halide_version": "21.0.0", "target": TARGET,
+            "entries": [{"op": "forward", "shape_class": "b1-3_c8+", "config": "B=1", "knobs": {"dot_channels": 2},
+                         "milliseconds": {"default": 2.0, "tuned": 1.0}}]}
+    text.update(changes)
+    return json.dumps(text)
+
+
+class Stores(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        shutil.rmtree(WORK, ignore_errors=True)
+        WORK.mkdir(parents=True)
+
+    def write(self, name, text):
+        path = WORK / name
+        path.write_text(text)
+        return path
+
+    def test_tiny_tune_writes_a_store_the_build_accepts(self):
+        out = WORK / "run.json"
+        table = run([TUNE, "--config", "4,8,6,10,4,2,3", "--ops", "route_topk,error_quantile", "--budget-minutes",
+                     "0.1", "--autoschedulers", "Mullapudi2016", "--out", out])
+        self.assertIn("default ms", table)
+        self.assertIn("Mullapudi2016 ms", table)
+        run_json = json.loads(out.read_text())
+        self.assertEqual(run_json["halide_version"], "21.0.0")
+        self.assertEqual([e["op"] for e in run_json["entries"]], ["route_topk", "error_quantile"])
+        for entry in run_json["entries"]:
+            self.assertEqual(entry["shape_class"], "b4+_c8+")
+            self.assertGreater(entry["milliseconds"]["default"], 0)
+            self.assertLessEqual(entry["milliseconds"]["tuned"], entry["milliseconds"]["default"])
+
+        defaults = WORK / "defaults.txt"
+        defaults.write_text(run([TUNE, "--list-knobs"]))
+        stores = WORK / "stores"
+        run([PYTHON, SOURCE / "autotune" / "store.py", out, stores, defaults])
+        [merged] = list(stores.glob("*.json"))
+        self.assertEqual(merged.name, run_json["target"] + ".json")
+        status, target, entries = read_store(merged)
+        self.assertEqual((status, target), ("valid", run_json["target"]))
+        self.assertEqual(sorted(e.split("|")[0] for e in entries), ["error_quantile", "route_topk"])
+
+    def test_a_fresh_configure_compiles_the_stores_knobs(self):
+        path = self.write("rebuild.json", json.dumps({
+            "format": "smoe-tuned-store", "format_version": 1, "halide_version": "21.0.0", "target": TARGET,
+            "entries": [
+                {"op": "forward", "shape_class": "b1-3_c8+", "knobs": {"dot_channels": 2, "row_tile": 2}},
+                {"op": "route_topk", "shape_class": "b4+_c8+", "knobs": {"pixel_vector": 8}},
+            ]}))
+        build = WORK / "rebuild"
+        run([CMAKE, "-S", SOURCE, "-B", build, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+             f"-DPython_EXECUTABLE={PYTHON}", f"-DSMOE_TUNED_STORES={path}", "-DSMOE_CUDA=OFF",
+             "-DSMOE_BUILD_TESTS=OFF", "-DSMOE_BUILD_BENCHMARKS=OFF", "-DSMOE_BUILD_EXAMPLES=OFF"])
+        ninja = (build / "build.ninja").read_text()
+        self.assertIn("knobs=pixel_vector:8 knobs_target=" + TARGET, ninja)
+        tuned = "smoe_forward_shared_unweighted_tuned_b1_3_c8p_"
+        self.assertIn("knobs=dot_channels:2,row_tile:2", ninja)
+        header = (build / "kernels" / "smoe_tuned_variants.h").read_text()
+        self.assertEqual(header.count('"b1-3_c8+", "dot_channels:2,row_tile:2", "' + TARGET + '"'), 4)
+        name = next(word for word in ninja.split() if word.startswith(tuned) and word.endswith(".h"))
+        run([NINJA, "-C", build, name.split("/")[-1]])
+
+    def test_corrupt_stale_and_foreign_stores_are_rejected(self):
+        cases = {
+            "corrupt.json": ("{ not json", "is not a smoe tuned store"),
+            "stale.json": (store(halide_version="20.0.0"), "tuned with Halide 20.0.0"),
+            "foreign.json": (store(target="arm-64-linux-arm_dot_prod"), "not one of this build's CPU targets"),
+            "unknown_op.json": (store(entries=[{"op": "conv", "shape_class": "b4+_c8+", "knobs": {}}]),
+                                "no known op"),
+            "bad_knob.json": (store(entries=[{"op": "forward", "shape_class": "b4+_c8+", "knobs": {"row_tile": "x"}}]),
+                              "not a whole number"),
+        }
+        for name, (text, why) in cases.items():
+            with self.subTest(store=name):
+                status, warning = read_store(self.write(name, text))
+                self.assertEqual(status, "rejected")
+                self.assertIn("rejected", warning)
+                self.assertIn(why, warning)
+                self.assertIn("The default schedules are used", warning)
+        self.assertEqual(read_store(WORK / "missing.json")[0], "rejected")
+        self.assertEqual(read_store(self.write("good.json", store()))[:2], ("valid", TARGET))
+
+    def test_committed_stores_are_valid(self):
+        stores = sorted((SOURCE / "schedules" / "tuned").glob("*.json"))
+        self.assertTrue(stores, "no tuned store is committed under schedules/tuned/")
+        for path in stores:
+            with self.subTest(store=path.name):
+                self.assertEqual(read_store(path)[0], "valid")
+
+
+class TunedKernels(unittest.TestCase):
+    def test_lists_the_compiled_variants(self):
+        lines = smoe.tuned_kernels()
+        for line in lines:
+            op, routing, gating, shape_class = line.split()[:4]
+            self.assertIn(op, ("forward", "backward_data", "backward_weight"))
+            self.assertIn(routing, ("shared", "per_sample"))
+            self.assertIn(gating, ("unweighted", "weighted"))
+            self.assertIn(shape_class, ("b1-3_c1-7", "b1-3_c8+", "b4+_c1-7", "b4+_c8+"))
+            self.assertTrue(line.endswith(" active") or "inactive" in line, line)
+
+    def test_tuned_kernels_match_the_reference(self):
+        active = [line for line in smoe.tuned_kernels() if line.endswith(" active")]
+        if not active:
+            self.skipTest("this CPU runs none of the tuned kernels' targets")
+        rng = random.Random(5)
+        # Every class, every routing variant, with and without damping and the RC loss.
+        for B, C in ((1, 12), (3, 9), (2, 3), (6, 16), (8, 2)):
+            for shared in (True, False):
+                for weighted in (False, True):
+                    case = dict(B=B, C=C, H=rng.randint(2, 7), W=rng.randint(1, 9), NE=6, E=3, K=3, F=rng.choice([1, 2]),
+                                shared=shared, weighted=weighted, dtype=torch.float32, rc_loss=True, q=0.7,
+                                damping=rng.choice([None, 0.1]), rc_weight=1.0, error_scale=None, ties=False,
+                                seed=rng.randrange(2**31))
+                    with self.subTest(case=case):
+                        check_case(self, case)
+
+    def test_measured_choice_is_cached_and_reused(self):
+        if not any(line.endswith(" active") for line in smoe.tuned_kernels()):
+            self.skipTest("this CPU runs none of the tuned kernels' targets")
+        cache = WORK / "kernel_cache.tsv"
+        cache.unlink(missing_ok=True)
+        script = (
+            "import torch, smoe\n"
+            "from test_ops import reference_forward\n"
+            "torch.manual_seed(0)\n"
+            "for B, C in ((1, 12), (2, 9), (6, 16)):\n"
+            "    x = torch.randn(B, C, 5, 7); w = torch.randn(8, C, 3, 3)\n"
+            "    idx, _ = smoe.route_topk(torch.randn(8, 5, 7), 3)\n"
+            "    for _ in range(2):\n"
+            "        torch.testing.assert_close(smoe.forward(x, w, idx), reference_forward(x, w, idx, None, 1))\n"
+            "    xg = x.clone().requires_grad_(); wg = w.clone().requires_grad_()\n"
+            "    smoe.spatial_moe(xg, wg, torch.randn(8, 5, 7), 3)[0].sum().backward()\n")
+        env = dict(os.environ, SMOE_KERNEL_CACHE=str(cache))
+        run([PYTHON, "-c", script], env=env, cwd=pathlib.Path(__file__).parent)
+        first = cache.read_text().splitlines()
+        keys = [line.split("\t")[0] for line in first]
+        self.assertEqual(len(keys), len(set(keys)), "a shape was measured twice")
+        self.assertTrue(any(key.startswith("forward shared unweighted 7x5x12x1 ") for key in keys), first)
+        for line in first:
+            self.assertRegex(line.split("\t")[1], r"^(default|b[0-9+-]+_c[0-9+-]+:.*@x86-64-linux.*)$")
+        run([PYTHON, "-c", script], env=env, cwd=pathlib.Path(__file__).parent)
+        self.assertEqual(cache.read_text().splitlines(), first, "a cached choice was measured again")
+
+
+if __name__ == "__main__":
+    unittest.main()
