@@ -7,6 +7,8 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -161,35 +163,46 @@ struct OpResult {
     std::vector<std::string> failures;  // "knobs: why" of candidates that did not compile or run
 };
 
-// Coordinate descent over the op's knobs from the defaults: each knob's values in turn, keeping a
-// change only when it is at least 3% faster (so that noise does not pick), until a pass changes
-// nothing or the op's time is spent.
-OpResult tune_op(const std::string &op, OpBench &bench, const Options &options, double deadline, Progress &progress) {
-    OpResult r;
+// The search of one op: defaults, autoschedulers, then coordinate descent over its knobs from the
+// defaults: each knob's values in turn, keeping a change only when it is at least 3% faster (so
+// that noise does not pick), until a pass changes nothing. It stops at a deadline and can resume.
+struct OpSearch {
+    OpResult result;
+    std::set<std::map<std::string, int>> tried;
+    bool converged = false;
+};
+
+OpSearch start_search(const std::string &op, OpBench &bench, const Options &options, Progress &progress) {
+    OpSearch search;
+    OpResult &r = search.result;
     r.op = op;
-    const std::vector<KnobSpec> &space = knob_space(op, false);
-    for (const KnobSpec &k : space) r.knobs[k.name] = k.default_value;
+    for (const KnobSpec &k : knob_space(op, false)) r.knobs[k.name] = k.default_value;
     r.default_run = bench.measure({r.knobs, ""});
     ++r.candidates;
+    search.tried.insert(r.knobs);
     if (!r.default_run.ok) throw std::runtime_error(op + ": the default schedule failed: " + r.default_run.error);
     r.tuned_run = r.default_run;
     progress.show(op, r.candidates, r.tuned_run.milliseconds);
     for (const std::string &name : options.autoschedulers) {
-        {
-            r.autoscheduled[name] = bench.measure({{}, name});
-            ++r.candidates;
-            progress.show(op, r.candidates, r.tuned_run.milliseconds);
-        }
+        r.autoscheduled[name] = bench.measure({{}, name});
+        ++r.candidates;
+        progress.show(op, r.candidates, r.tuned_run.milliseconds);
     }
+    return search;
+}
+
+void descend(OpSearch &search, OpBench &bench, double deadline, Progress &progress) {
+    OpResult &r = search.result;
+    const std::vector<KnobSpec> &space = knob_space(r.op, false);
     bool changed = true;
-    while (changed && progress.elapsed() < deadline) {
+    while (changed) {
         changed = false;
         for (const KnobSpec &k : space) {
             for (int value : k.values) {
-                if (progress.elapsed() >= deadline) break;
-                if (value == r.knobs[k.name]) continue;
+                if (progress.elapsed() >= deadline) return;
                 Candidate c{r.knobs, ""};
                 c.knobs[k.name] = value;
+                if (!search.tried.insert(c.knobs).second) continue;
                 const Measurement m = bench.measure(c);
                 ++r.candidates;
                 if (!m.ok) r.failures.push_back(c.label() + ": " + m.error);
@@ -198,11 +211,11 @@ OpResult tune_op(const std::string &op, OpBench &bench, const Options &options, 
                     r.tuned_run = m;
                     changed = true;
                 }
-                progress.show(op, r.candidates, r.tuned_run.milliseconds);
+                progress.show(r.op, r.candidates, r.tuned_run.milliseconds);
             }
         }
     }
-    return r;
+    search.converged = true;
 }
 
 std::string json_string(const std::string &s) {
@@ -298,15 +311,32 @@ int main(int argc, char **argv) {
     Progress progress(options.budget_minutes * 60);
     std::vector<OpResult> results;
     try {
+        // First every op gets an equal share of what is left; then the time ops did not need goes
+        // to those whose descent it cut short.
+        std::vector<std::unique_ptr<OpBench>> benches;
+        std::vector<OpSearch> searches;
+        const double budget = options.budget_minutes * 60;
         for (size_t i = 0; i < options.ops.size(); ++i) {
             const std::string &op = options.ops[i];
-            // Each op gets an equal share of what is left of the budget.
-            const double left = options.budget_minutes * 60 - progress.elapsed();
-            const double deadline = progress.elapsed() + left / static_cast<double>(options.ops.size() - i);
-            OpBench bench(op, make_workload(op, shape, target), target, SMOE_AUTOSCHEDULER_DIR, threads,
-                          options.adams2019_beam);
-            results.push_back(tune_op(op, bench, options, deadline, progress));
+            const double share = (budget - progress.elapsed()) / static_cast<double>(options.ops.size() - i);
+            const double deadline = progress.elapsed() + share;
+            benches.push_back(std::make_unique<OpBench>(op, make_workload(op, shape, target), target,
+                                                        SMOE_AUTOSCHEDULER_DIR, threads, options.adams2019_beam));
+            searches.push_back(start_search(op, *benches.back(), options, progress));
+            descend(searches.back(), *benches.back(), deadline, progress);
         }
+        for (;;) {
+            std::vector<size_t> open;
+            for (size_t i = 0; i < searches.size(); ++i) {
+                if (!searches[i].converged) open.push_back(i);
+            }
+            if (open.empty() || progress.elapsed() >= budget) break;
+            for (size_t n = 0; n < open.size(); ++n) {
+                const double share = (budget - progress.elapsed()) / static_cast<double>(open.size() - n);
+                descend(searches[open[n]], *benches[open[n]], progress.elapsed() + share, progress);
+            }
+        }
+        for (const OpSearch &search : searches) results.push_back(search.result);
         std::cerr << "\n";
         write_store(options.out, target, shape, results);
     } catch (const std::exception &e) {

@@ -81,6 +81,24 @@ void train_step_benchmark(benchmark::State &state, const LayerConfig &config, Me
     state.counters["MiB/naive"] = static_cast<double>(peak) / static_cast<double>(naive_peak);
 }
 
+// The tuned kernels (README "Tuning") against the regular ones on the same call, in turn: forward
+// or backward of smoe::spatial_moe with tuned kernels off, then on.
+void tuned_benchmark(benchmark::State &state, const LayerConfig &config, bool backward, bool tuned) {
+    smoe::set_tuned_kernels(tuned);
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+    const at::Tensor indices = std::get<0>(smoe::route_topk(leaves.routing.detach(), config.selected));
+    const at::Tensor y = backward ? smoe::bench::layer_output(Method::smoe, config, leaves) : at::Tensor();
+    for (auto _ : state) {
+        if (backward) {
+            benchmark::DoNotOptimize(smoe::bench::layer_gradients(Method::smoe, y, leaves, /*retain_graph=*/true));
+        } else {
+            benchmark::DoNotOptimize(
+                smoe::forward(leaves.x.detach(), leaves.weight.detach(), indices, std::nullopt, config.outputs_per_expert));
+        }
+    }
+    smoe::set_tuned_kernels(true);
+}
+
 // RC loss + damping. The backward with them (smoe: one spatial_moe_backward call; naive: the
 // reference's two passes) next to smoe's plain backward, then their two pieces alone.
 enum class RCMethod { smoe_plain, smoe_rc_damping, naive_plain, naive_rc_damping };
@@ -191,6 +209,22 @@ void register_benchmarks(double gemm_gflops) {
             benchmark::RegisterBenchmark((route + name).c_str(), route_topk_benchmark, config, use_smoe)
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
+        }
+    }
+    // Tuned against regular kernels, at the layers' batch and at batch 1 (inference).
+    for (LayerConfig config : smoe::bench::layer_configs()) {
+        for (int64_t batch : {config.batch, int64_t{1}}) {
+            config.batch = batch;
+            const std::string layer = config.name + (batch == 1 ? "_b1" : "");
+            for (bool backward : {false, true}) {
+                for (bool tuned : {false, true}) {
+                    const std::string name = "tuned/" + layer + "/" + (backward ? "backward/" : "forward/") +
+                                             (tuned ? "tuned" : "default");
+                    benchmark::RegisterBenchmark(name.c_str(), tuned_benchmark, config, backward, tuned)
+                        ->UseRealTime()
+                        ->Unit(benchmark::kMillisecond);
+                }
+            }
         }
     }
     benchmark::RegisterBenchmark(("gemm/" + std::to_string(kGemmSize)).c_str(), gemm_benchmark, gemm_gflops)

@@ -24,9 +24,14 @@ TORCH_LIBRARY(smoe, m) {
     m.def("rc_loss(Tensor grad_y, Tensor? response, Tensor indices, Tensor routing, Tensor quantile, float scale, "
           "int F=1, float rc_weight=1.0) -> (Tensor grad_routing, Tensor loss)");
     m.def("tuned_kernels() -> str[]", &smoe::tuned_kernels);
+    m.def("set_tuned_kernels(bool enabled) -> ()", &smoe::set_tuned_kernels);
 }
 
 namespace smoe {
+
+void set_tuned_kernels(bool enabled) {
+    runtime::set_tuned_kernels_enabled(enabled);
+}
 
 std::vector<std::string> tuned_kernels() {
     std::vector<std::string> lines;

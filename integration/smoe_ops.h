@@ -72,5 +72,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss(const at::Tensor &grad_y, const std::
 // "op routing gating shape_class knobs target active|inactive (...)". Active ones serve the calls
 // of their shape class on this CPU.
 std::vector<std::string> tuned_kernels();
+// Off: the regular kernels serve every call (to compare with the tuned ones); on by default.
+void set_tuned_kernels(bool enabled);
 
 }  // namespace smoe

@@ -1,6 +1,7 @@
 #include "kernel_registry.h"
 
 #include <array>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -164,13 +165,16 @@ const ClassTable<Args> &tuned_table(bool shared_routing, bool weighted) {
         std::array<std::array<ClassTable<Args>, 2>, 2> t{};
         for (const TunedVariantInfo &v : tuned_variants()) {
             if (!v.active || std::string(v.op) != TunedOp<Args>::name) continue;
-            t[v.shared_routing][v.weighted][shape_class_index(v.shape_class)] =
-                reinterpret_cast<Kernel<Args>>(v.kernel);
+            // The build lists the best target's variants first.
+            Kernel<Args> &slot = t[v.shared_routing][v.weighted][shape_class_index(v.shape_class)];
+            if (slot == nullptr) slot = reinterpret_cast<Kernel<Args>>(v.kernel);
         }
         return t;
     }();
     return tables[shared_routing][weighted];
 }
+
+std::atomic<bool> tuned_kernels_enabled{true};
 
 // With SMOE_KERNEL_CACHE set: the regular kernel and every active tuned variant of the op, measured
 // once per shape on this machine (runtime/variant_cache.h).
@@ -195,6 +199,7 @@ int measured_dispatch(void *uc, const Args &a) {
 // CPU runs it, else the regular kernel; measured choices instead when SMOE_KERNEL_CACHE is set.
 template <typename Args, bool Shared, bool Weighted>
 int tuned_dispatch(void *uc, const Args &a) {
+    if (!tuned_kernels_enabled.load(std::memory_order_relaxed)) return Tables<Args>::cpu_f32[Shared][Weighted](uc, a);
     if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a);
     const halide_buffer_t *in = TunedOp<Args>::input(a);
     const Kernel<Args> tuned =
@@ -227,6 +232,10 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
     static const std::vector<TunedVariantInfo> variants = {SMOE_TUNED_VARIANT_LIST(SMOE_TUNED_VARIANT_ENTRY)};
 #undef SMOE_TUNED_VARIANT_ENTRY
     return variants;
+}
+
+void set_tuned_kernels_enabled(bool enabled) {
+    tuned_kernels_enabled.store(enabled);
 }
 
 RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {

@@ -93,6 +93,8 @@ struct TunedVariantInfo {
     bool active;  // this CPU runs its target, so calls of its class use it
 };
 const std::vector<TunedVariantInfo> &tuned_variants();
+// Off: every call uses the regular kernels (for comparisons); on by default.
+void set_tuned_kernels_enabled(bool enabled);
 
 // nullptr when the build has no such kernel. CPU float32 kernels of ops with tuned variants
 // dispatch on each call's shape class.

@@ -33,7 +33,7 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, c
         if (channels_per_chunk >= lanes) stage.vectorize(ci, lanes).unroll(ci);
     };
     const Expr channels = s.channels;
-    schedule_scatter(scatter.specialize(channels >= chunk), chunk);
+    if (chunk > lanes) schedule_scatter(scatter.specialize(channels >= chunk), chunk);
     schedule_scatter(scatter.specialize(channels >= lanes), lanes);
     schedule_scatter(scatter, 1);
 

@@ -129,10 +129,21 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
                 .vectorize(av)
                 .unroll(ai);
         };
-        for (int width : widths) {
-            if (width < lanes) tile_update(s.accumulator.update().specialize(s.batch >= width && s.batch < lanes), width);
-        }
-        tile_update(s.accumulator.update(), lanes);
+        for (int width : widths) tile_update(s.accumulator.update().specialize(s.batch >= width), width);
+        // Fewer samples than 4 lanes: each output a dot product vectorised over the input channels,
+        // `dot_channels` output channels at a time (independent chains sharing the operand).
+        RVar dot_block("dot_block"), dot_lane("dot_lane");
+        std::vector<VarOrRVar> dot_order = {dot_lane, s.b, ai, dot_block, ao};
+        dot_order.insert(dot_order.end(), outer_loops.begin(), outer_loops.end());
+        dot_order.push_back(s.w);
+        dot_order.push_back(s.h);
+        Stage dot = s.accumulator.update();
+        dot.split(s.channel, ao, ai, dot_channels, TailStrategy::GuardWithIf)
+            .atomic()
+            .split(s.inner, dot_block, dot_lane, lanes, TailStrategy::GuardWithIf)
+            .reorder(dot_order)
+            .vectorize(dot_lane);
+        if (dot_channels > 1) dot.unroll(ai);
     } else {
         // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and
         // every vector of a pixel's tile unrolled, so that it lives in registers across the

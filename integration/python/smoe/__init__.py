@@ -9,7 +9,7 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels",
+__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
            "TensorRoutingGate",
            "SpatialMoE2d"]
 
@@ -33,5 +33,6 @@ spatial_moe = torch.ops.smoe.spatial_moe
 error_quantile = torch.ops.smoe.error_quantile
 rc_loss = torch.ops.smoe.rc_loss
 tuned_kernels = torch.ops.smoe.tuned_kernels
+set_tuned_kernels = torch.ops.smoe.set_tuned_kernels
 
 from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)
