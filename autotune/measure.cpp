@@ -76,7 +76,7 @@ Callable OpBench::compile(const Candidate &c, std::vector<const void *> &argv, s
     std::vector<Argument> arguments;
     std::vector<halide_buffer_t *> outputs;
     scalars.clear();
-    scalars.reserve(16);  // stable addresses for argv
+    scalars.reserve(gen->arginfos().size());  // never reallocated: argv holds their addresses
     argv.clear();
     argv.push_back(nullptr);  // the JIT user context, filled by the caller
     output_names_.clear();
