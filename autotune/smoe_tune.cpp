@@ -33,11 +33,11 @@ struct Options {
 };
 
 [[noreturn]] void usage_error(const std::string &message) {
-    std::cerr << "smoe_tune: " << message << "\n"
-              << "usage: smoe_tune --out FILE [--config heat|weatherbench|cifar|b1:NAME|B,C,H,W,NE,E,K[,F]]\n"
+    if (!message.empty()) std::cerr << "smoe_tune: " << message << "\n";
+    std::cerr << "usage: smoe_tune --out FILE [--config heat|weatherbench|cifar|b1:NAME|B,C,H,W,NE,E,K[,F]]\n"
               << "                 [--ops all|op,op,...] [--budget-minutes N] [--target auto|HALIDE_TARGET]\n"
               << "                 [--autoschedulers none|NAME,...] [--adams2019-beam N] | --list-knobs\n";
-    std::exit(2);
+    std::exit(message.empty() ? 0 : 2);
 }
 
 std::vector<std::string> split(const std::string &text, char sep) {
@@ -58,7 +58,9 @@ Options parse(int argc, char **argv) {
             if (i + 1 >= argc) usage_error(arg + " needs a value");
             return argv[++i];
         };
-        if (arg == "--config") {
+        if (arg == "--help" || arg == "-h") {
+            usage_error("");
+        } else if (arg == "--config") {
             o.config = value();
         } else if (arg == "--ops") {
             const std::string v = value();
