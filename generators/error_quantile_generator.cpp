@@ -7,6 +7,12 @@
 // counts the keys that share the prefix found so far into a histogram of the next digit and keeps
 // the bucket holding the wanted rank. The ⌈pos⌉-th value is then the same key or the smallest
 // key above it. Any NaN makes the sample's quantile NaN, as in torch.quantile.
+//
+// The bucket is found in two levels (running totals of groups of 16 bins, then the bins of one
+// group), not by a scan of every bin, which cost as much as the counting on small samples. The
+// passes after the first count only keys with the prefix found so far, a small share of them: from
+// pass `skip_from` on, blocks of `skip_block` keys are tested together first (vector work) and the
+// counting loop visits only the blocks that hold one.
 #include "Halide.h"
 
 #include "error_quantile_schedule.h"
@@ -24,6 +30,8 @@ public:
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> product{"product", false};  // ε = dy·u (weighted gate), else ε = dy
     GeneratorParam<int> digit_bits{"digit_bits", 11};  // histogram of 2^digit_bits bins per pass
+    GeneratorParam<int> skip_block{"skip_block", 16};
+    GeneratorParam<int> skip_from{"skip_from", 1};  // keys tested together before a filtered pass counts them
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;    // (n, b): each sample flattened
     GeneratorInput<Buffer<>> *response = nullptr;  // u, like grad_y; only for the product
@@ -40,6 +48,10 @@ public:
     }
 
     void generate() {
+        const Knobs chosen_knobs("error_quantile", knobs, knobs_target, get_target());
+        // Formulation knobs: from which radix pass on, and in blocks of how many keys, keys are
+        // tested together before they are counted.
+        const int skip_from = chosen_knobs["skip_from"], skip_block = chosen_knobs["skip_block"];
         const Type value_type = dtype;
         const int bits = value_type.bits();
         const Type key_type = Int(bits);  // |ε|·s >= 0: its bits order like the value, sign bit clear
@@ -64,7 +76,7 @@ public:
         upper_rank = clamp(upper_rank, 0, last);
 
         // Radix select of the key at lower_rank, one digit per pass.
-        std::vector<Func> histograms, cumulative, buckets;
+        std::vector<Func> histograms, group_totals, group_running, groups, in_group_running, buckets, block_hits;
         std::vector<int> bin_counts;
         Func rank("rank_in_bucket"), prefix("prefix");
         rank(b) = lower_rank;
@@ -78,32 +90,72 @@ public:
             const int shift = bits - done - width;
             const int bins = 1 << width;
             const std::string pass = std::to_string(histograms.size());
-            RDom r(0, count, "r" + pass);
-            if (!histograms.empty()) r.where((key(r, b) >> (shift + width)) == prefix(b));
             Func histogram("histogram" + pass);
             histogram(d, b) = 0;
             // A modulo (not a mask) so that bounds inference sees the digit's range.
-            Expr digit = cast<int>((key(r, b) >> shift) % cast(key_type, bins));
-            histogram(digit, b) += 1;
+            auto digit_of = [&](const Expr &k) { return cast<int>((k >> shift) % cast(key_type, bins)); };
+            auto in_bucket = [&](const Expr &k) { return (k >> (shift + width)) == prefix(b); };
+            if ((int)histograms.size() < skip_from) {
+                RDom r(0, count, "r" + pass);
+                if (!histograms.empty()) r.where(in_bucket(key(r, b)));
+                histogram(digit_of(key(r, b)), b) += 1;
+            } else {
+                Expr blocks = (count + skip_block - 1) / skip_block;
+                RDom lane(0, skip_block, "lane" + pass);
+                Func block_hit("block_hit" + pass);
+                block_hit(d, b) = cast<uint8_t>(0);
+                block_hit(d, b) = max(block_hit(d, b),
+                                      cast<uint8_t>(in_bucket(key(min(d * skip_block + lane, count - 1), b))));
+                block_hits.push_back(block_hit);
+                RDom r(0, skip_block, 0, blocks, "r" + pass);
+                Expr position = r.y * skip_block + r.x;
+                // Clamped for bounds inference, which does not see the `where` below.
+                Expr n = min(position, count - 1);
+                r.where(block_hit(r.y, b) != 0);
+                r.where(position < count);
+                r.where(in_bucket(key(n, b)));
+                histogram(digit_of(key(n, b)), b) += 1;
+            }
 
-            RDom scan(1, bins - 1, "scan" + pass);
-            Func running("cumulative" + pass);
-            running(d, b) = histogram(d, b);
-            running(scan, b) = running(scan - 1, b) + histogram(scan, b);
-
-            // The bucket holding the rank: the first whose running count exceeds it.
-            RDom all(0, bins, "bins" + pass);
+            // The bucket holding the rank, the first bin whose running count exceeds it: the group
+            // first, then the bin inside it.
+            const int group_bins = std::min(bins, 16);
+            const int group_count = bins / group_bins;
+            RDom in_group(0, group_bins, "in_group" + pass);
+            Func total("group_total" + pass);
+            total(d, b) = 0;
+            total(d, b) += histogram(d * group_bins + in_group, b);
+            Func running("group_running" + pass);
+            running(d, b) = total(d, b);
+            if (group_count > 1) {
+                RDom scan(1, group_count - 1, "scan" + pass);
+                running(scan, b) = running(scan - 1, b) + total(scan, b);
+            }
+            RDom all_groups(0, group_count, "groups" + pass);
+            Func group("group" + pass);
+            group(b) = 0;
+            group(b) += select(running(all_groups, b) <= rank(b), 1, 0);
+            Expr chosen = clamp(group(b), 0, group_count - 1);
+            Expr before_group = select(chosen > 0, running(max(chosen - 1, 0), b), 0);
+            Func inside("in_group_running" + pass);
+            inside(d, b) = before_group + histogram(chosen * group_bins + d, b);
+            RDom inside_scan(1, group_bins - 1, "inside_scan" + pass);
+            inside(inside_scan, b) = inside(inside_scan - 1, b) + histogram(chosen * group_bins + inside_scan, b);
             Func bucket("bucket" + pass);
             bucket(b) = 0;
-            bucket(b) += select(running(all, b) <= rank(b), 1, 0);
+            bucket(b) += select(inside(in_group, b) <= rank(b), 1, 0);
+            Expr offset = clamp(bucket(b), 0, group_bins - 1);
 
             Func next_rank("rank" + pass), next_prefix("prefix" + pass);
-            Expr below = select(bucket(b) > 0, running(clamp(bucket(b) - 1, 0, bins - 1), b), 0);
+            Expr below = select(offset > 0, inside(max(offset - 1, 0), b), before_group);
             next_rank(b) = rank(b) - below;
-            next_prefix(b) = (prefix(b) << width) | cast(key_type, bucket(b));
+            next_prefix(b) = (prefix(b) << width) | cast(key_type, chosen * group_bins + offset);
             histograms.push_back(histogram);
             bin_counts.push_back(bins);
-            cumulative.push_back(running);
+            group_totals.push_back(total);
+            group_running.push_back(running);
+            groups.push_back(group);
+            in_group_running.push_back(inside);
             buckets.push_back(bucket);
             rank = next_rank;
             prefix = next_prefix;
@@ -135,10 +187,13 @@ public:
         result(b) = select(nans(b) > 0, nan_value, interpolated);
         (*quantile)(b) = result(b);
 
-        ErrorQuantileStages stages{magnitude, histograms, bin_counts, cumulative, buckets, {not_above, next_above, nans}, *quantile, n, b, d};
+        ErrorQuantileStages stages{magnitude,        histograms, bin_counts, block_hits,
+                                   group_totals,     group_running, groups, in_group_running,
+                                   buckets,          {not_above, next_above, nans},
+                                   *quantile,        n,          b,          d};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
-            schedule_error_quantile(stages, Knobs("error_quantile", knobs, knobs_target, get_target()), get_target());
+            schedule_error_quantile(stages, chosen_knobs, get_target());
         }
     }
 };

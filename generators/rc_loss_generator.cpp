@@ -100,14 +100,13 @@ public:
         Func term("term");
         term(score_args) = copies * softplus - z * label(score_args);
 
-        // The mean: per grid row in float64, then the rows in order (deterministic).
-        Var row("row");
+        // The mean: per grid row h in float64, then the rows in order (deterministic).
         Func row_sum("row_sum");
         RDom re = shared_routing ? RDom(0, width, 0, experts, "re") : RDom(0, width, 0, experts, 0, batch, "re");
-        std::vector<Expr> term_args = {re.x, row, re.y};
+        std::vector<Expr> term_args = {re.x, h, re.y};
         if (!shared_routing) term_args.push_back(re.z);
-        row_sum(row) = cast<double>(0);
-        row_sum(row) += cast<double>(term(term_args));
+        row_sum(h) = cast<double>(0);
+        row_sum(h) += cast<double>(term(term_args));
         RDom rows(0, height, "rows");
         Func total("total");
         total() = cast<double>(0);
@@ -117,7 +116,7 @@ public:
         (*loss)() = cast(t, total() / elements);
 
         RCLossStages stages{correct, slot_count, wrong_share, label, term, row_sum, total, *grad_routing, *loss,
-                            w, h, j, e, b, row, shared_routing};
+                            w, h, j, e, b, shared_routing};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_rc_loss(stages, Knobs("rc_loss", knobs, knobs_target, get_target()), get_target());

@@ -13,8 +13,12 @@ struct ErrorQuantileStages {
     Halide::Func magnitude;                // |ε|·s, (n, b)
     std::vector<Halide::Func> histograms;  // per radix pass, (d, b): zero, then a count over n
     std::vector<int> bins;                 // per pass, the histogram's extent in d
-    std::vector<Halide::Func> cumulative;  // per pass, (d, b): running sum of the histogram
-    std::vector<Halide::Func> buckets;     // per pass, (b): the bucket holding the wanted rank
+    std::vector<Halide::Func> block_hits;  // per pass after the first, (d, b): block d holds a key with the prefix
+    std::vector<Halide::Func> group_totals;      // per pass, (d, b): the count of each group of 16 bins
+    std::vector<Halide::Func> group_running;     // per pass, (d, b): running sum of the group counts
+    std::vector<Halide::Func> groups;            // per pass, (b): the group holding the wanted rank
+    std::vector<Halide::Func> in_group_running;  // per pass, (d, b): running count over that group's bins
+    std::vector<Halide::Func> buckets;           // per pass, (b): the bin in that group holding the rank
     std::vector<Halide::Func> final_pass;  // (b): keys <= the lower key, next key above, NaNs
     Halide::Func output;                   // quantile, (b)
     Halide::Var n, b, d;

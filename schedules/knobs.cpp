@@ -38,6 +38,28 @@ const std::vector<KnobSpec> &vector_width_knob() {
     return knobs;
 }
 
+// Formulation knobs, read by the generator: which radix passes first test blocks of keys and count
+// only the blocks with a key in the bucket, and how many keys a block holds.
+const std::vector<KnobSpec> &quantile_formulation_knobs() {
+    static const std::vector<KnobSpec> knobs = {
+        {"skip_from", {1, 2}, 1, "first radix pass that counts only the blocks of keys holding one in the bucket"},
+        {"skip_block", {16, 32, 64}, 16, "keys per tested block"},
+    };
+    return knobs;
+}
+
+const std::vector<KnobSpec> &quantile_knobs_cpu() {
+    static const std::vector<KnobSpec> knobs = [] {
+        std::vector<KnobSpec> all = {
+            {"histogram_copies", {1, 2, 4, 8}, 4,
+             "interleaved partial histograms in the first radix pass (break chains of increments to one bin)"},
+        };
+        for (const KnobSpec &k : quantile_formulation_knobs()) all.push_back(k);
+        return all;
+    }();
+    return knobs;
+}
+
 const std::vector<KnobSpec> &no_knobs() {
     static const std::vector<KnobSpec> knobs;
     return knobs;
@@ -77,13 +99,7 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
         };
         return gpu ? cuda : cpu;
     }
-    if (op == "error_quantile") {
-        static const std::vector<KnobSpec> cpu = {
-            {"histogram_copies", {1, 2, 4, 8}, 4,
-             "interleaved partial histograms per radix pass (break chains of increments to one bin)"},
-        };
-        return gpu ? no_knobs() : cpu;
-    }
+    if (op == "error_quantile") return gpu ? quantile_formulation_knobs() : quantile_knobs_cpu();
     if (op == "rc_loss" || op == "gate_gradient") return gpu ? no_knobs() : vector_width_knob();
     knob_error("no schedule knobs are known for op '" + op + "'");
 }

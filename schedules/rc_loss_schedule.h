@@ -13,10 +13,10 @@ struct RCLossStages {
     Halide::Func wrong_share; // (w, h[, b]): the wrong count over NE − E, once per pixel
     Halide::Func label;       // (w, h, e[, b]): the wrong share, then a scatter over the slots
     Halide::Func term;        // (w, h, e[, b]): one score's (batch-summed) BCE term
-    Halide::Func row_sum;     // (row): the BCE terms of one grid row, in float64
+    Halide::Func row_sum;     // (h): the BCE terms of one grid row, in float64
     Halide::Func total;       // (): the rows in order
     Halide::Func grad_routing, loss;  // outputs
-    Halide::Var w, h, j, e, b, row;
+    Halide::Var w, h, j, e, b;
     bool shared_routing;
 };
 

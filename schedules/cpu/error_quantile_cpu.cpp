@@ -1,5 +1,5 @@
 // CPU schedule of the error quantile: one task per sample, which streams its values once per
-// radix pass; histograms and scans (a few KiB) stay in L1.
+// radix pass; histograms and group scans (a few KiB) stay in L1.
 #include "error_quantile_schedule.h"
 
 namespace smoe {
@@ -28,22 +28,39 @@ void schedule_error_quantile_cpu(ErrorQuantileStages &s, const Knobs &knobs, con
     Func out = s.output;
     out.parallel(s.b);
     for (size_t pass = 0; pass < s.histograms.size(); ++pass) {
-        s.histograms[pass].compute_at(out, s.b).bound(s.d, 0, s.bins[pass]).vectorize(s.d, lanes);
-        // Consecutive values tend to share a bin; counting into interleaved partial histograms
-        // breaks the chain of dependent increments.
-        const std::string name = "pass" + std::to_string(pass);
-        const RVar all = s.histograms[pass].rvars(0)[0];
-        RVar block(name + "_block"), part(name + "_part");
-        Var copy(name + "_copy");
-        s.histograms[pass].update().split(all, block, part, copies, TailStrategy::GuardWithIf);
-        Func partial = s.histograms[pass].update().rfactor(part, copy);
-        partial.compute_at(out, s.b).bound(copy, 0, copies).vectorize(s.d, lanes);
-        partial.update().reorder(copy, block).unroll(copy);
-        s.histograms[pass].update().vectorize(s.d, lanes);
-        s.cumulative[pass].compute_at(out, s.b);
-        s.cumulative[pass].update().unscheduled();
+        Func histogram = s.histograms[pass];
+        histogram.compute_at(out, s.b).bound(s.d, 0, s.bins[pass]).vectorize(s.d, lanes);
+        if (pass == 0) {
+            // Every key counts in the first pass, and consecutive ones tend to share a bin:
+            // counting into interleaved partial histograms breaks the chain of dependent increments.
+            const RVar all = histogram.rvars(0)[0];
+            RVar block("pass0_block"), part("pass0_part");
+            Var copy("pass0_copy");
+            histogram.update().split(all, block, part, copies, TailStrategy::GuardWithIf);
+            Func partial = histogram.update().rfactor(part, copy);
+            partial.compute_at(out, s.b).bound(copy, 0, copies).vectorize(s.d, lanes);
+            partial.update().reorder(copy, block).unroll(copy);
+            histogram.update().vectorize(s.d, lanes);
+        } else {
+            // The filtered passes count few keys, in a plain loop.
+            histogram.update().unscheduled();
+            const size_t first_tested = s.histograms.size() - s.block_hits.size();
+            if (pass >= first_tested) {
+                // The block tests: one vector of keys, reduced to one flag.
+                Func hit = s.block_hits[pass - first_tested];
+                hit.compute_at(out, s.b).vectorize(s.d, lanes, TailStrategy::GuardWithIf);
+                hit.update().atomic().vectorize(hit.rvars(0)[0]);
+            }
+        }
+        // The two-level bucket search: group totals as vector sums, scans left serial (short).
+        s.group_totals[pass].compute_at(out, s.b).vectorize(s.d, lanes, TailStrategy::GuardWithIf);
+        s.group_totals[pass].update().atomic().vectorize(s.group_totals[pass].rvars(0)[0]);
+        s.group_running[pass].compute_at(out, s.b);
+        s.groups[pass].compute_at(out, s.b);
+        vectorize_reduction(s.groups[pass], out, s.b, lanes);
+        s.in_group_running[pass].compute_at(out, s.b);
         s.buckets[pass].compute_at(out, s.b);
-        vectorize_reduction(s.buckets[pass], out, s.b, lanes);
+        s.buckets[pass].update().atomic().vectorize(s.buckets[pass].rvars(0)[0]);
     }
     // The last pass's reductions: a count, a minimum and a NaN count over the values.
     for (Func f : s.final_pass) {

@@ -31,8 +31,8 @@ void schedule_rc_loss_gpu(RCLossStages &s, const Knobs &, const Target &) {
     pixel_threads(s.slot_count, {s.j});
     if (s.shared_routing) pixel_threads(s.slot_count.update(), {s.slot_count.rvars(0)[0], s.j});
     pixel_threads(s.grad_routing, {s.e});
-    s.row_sum.compute_root().gpu_tile(s.row, ro, ri, 32, tail);
-    s.row_sum.update().gpu_tile(s.row, ro, ri, 32, tail);
+    s.row_sum.compute_root().gpu_tile(s.h, ro, ri, 32, tail);
+    s.row_sum.update().gpu_tile(s.h, ro, ri, 32, tail);
     s.total.compute_root().gpu_single_thread();
     s.total.update().gpu_single_thread();
 }
