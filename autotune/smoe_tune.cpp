@@ -1,6 +1,7 @@
 // smoe_tune: searches the schedule knobs of each op on this machine, next to Halide's
 // autoschedulers, and writes what it chose as a tuned store (JSON) that the build consumes.
 // ./smoe tune drives it (README "Tuning").
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -274,14 +275,14 @@ void write_store(const std::string &path, const Halide::Target &target, const La
 void print_table(const std::vector<OpResult> &results, const Options &options) {
     std::cout << "\n" << std::left << std::setw(16) << "op" << std::right << std::setw(12) << "default ms"
               << std::setw(12) << "tuned ms";
-    for (const std::string &name : options.autoschedulers) std::cout << std::setw(16) << (name + " ms");
+    for (const std::string &name : options.autoschedulers) std::cout << std::setw(18) << (name + " ms");
     std::cout << std::setw(10) << "speedup" << "  tuned knobs\n";
     for (const OpResult &r : results) {
         std::cout << std::left << std::setw(16) << r.op << std::right << std::fixed << std::setprecision(3)
                   << std::setw(12) << r.default_run.milliseconds << std::setw(12) << r.tuned_run.milliseconds;
         for (const std::string &name : options.autoschedulers) {
             const Measurement &m = r.autoscheduled.at(name);
-            std::cout << std::setw(16);
+            std::cout << std::setw(18);
             if (m.ok) {
                 std::cout << m.milliseconds;
             } else {

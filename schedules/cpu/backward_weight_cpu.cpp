@@ -43,6 +43,13 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, c
     s.contribution.vectorize(s.c, lanes, TailStrategy::GuardWithIf)
         .unroll(s.c, channel_vectors, TailStrategy::GuardWithIf);
     if (s.shared_routing) {
+        // Fewer channels than a vector: the batch sum itself is vectorised (the copy of the input
+        // keeps the batch next to the channels), then reduced across the lanes.
+        s.contribution.update()
+            .specialize(channels < lanes)
+            .reorder(s.rb, s.c, s.kw, s.kh)
+            .atomic()
+            .vectorize(s.rb, lanes, TailStrategy::GuardWithIf);
         s.contribution.update()
             .reorder(s.c, s.rb, s.kw, s.kh)
             .vectorize(s.c, lanes, TailStrategy::GuardWithIf)
