@@ -69,8 +69,15 @@ const std::vector<KnobSpec> &no_knobs() {
     throw CompileError("smoe: " + message);
 }
 
-bool same_target(const Target &a, const Target &b) {
-    return a.without_feature(Target::UserContext) == b.without_feature(Target::UserContext);
+// Targets that produce the same instructions: features that only change how the code is linked,
+// called or checked (a multi-target build adds no_runtime and user_context) are not compared.
+bool same_target(Target a, Target b) {
+    for (Target::Feature f : {Target::UserContext, Target::NoRuntime, Target::NoAsserts, Target::NoBoundsQuery,
+                              Target::Profile, Target::ProfileByTimer, Target::Debug}) {
+        a = a.without_feature(f);
+        b = b.without_feature(f);
+    }
+    return a == b;
 }
 
 }  // namespace

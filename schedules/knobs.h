@@ -28,7 +28,7 @@ class Knobs {
 public:
     // Parses "name:value,name:value" (the generator's `knobs` parameter; GenGen takes no "=" in a value) against the op's space.
     // The values apply only when `knobs_target` is empty or names this target (features compared
-    // without user_context), so that one multi-target library can carry the knobs of one target.
+    // without user_context, no_runtime and other link or check features), so that one multi-target library can carry the knobs of one target.
     // Unknown names and values outside the range keep the default, with a warning.
     Knobs(const std::string &op, const std::string &text, const std::string &knobs_target,
           const Halide::Target &target);

@@ -102,6 +102,23 @@ class Stores(unittest.TestCase):
         name = next(word for word in ninja.split() if word.startswith(tuned) and word.endswith(".h"))
         run([NINJA, "-C", build, name.split("/")[-1]])
 
+    def test_knobs_reach_their_targets_kernel_only(self):
+        """A multi-target build compiles each target with user_context and no_runtime added; the
+        knobs must still reach the store's target, and no other."""
+        def lowered(target, *knobs):
+            out = WORK / "lowered" / "_".join(knobs)
+            out.mkdir(parents=True, exist_ok=True)
+            run([BUILD / "bin" / "smoe_generators", "-g", "smoe_route_topk", "-f", "route", "-e", "stmt", "-o", out,
+                 f"target={target}-user_context-no_runtime", *knobs])
+            return (out / "route.stmt").read_text()
+
+        default = lowered(TARGET)
+        tuned = lowered(TARGET, "knobs=pixel_vector:32", f"knobs_target={TARGET}")
+        self.assertNotEqual(tuned, default)
+        self.assertIn("x32", tuned)
+        elsewhere = lowered(TARGET, "knobs=pixel_vector:32", "knobs_target=x86-64-linux-avx-avx2-avx512-avx512_skylake-f16c-fma-sse41")
+        self.assertEqual(elsewhere, default)
+
     def test_corrupt_stale_and_foreign_stores_are_rejected(self):
         cases = {
             "corrupt.json": ("{ not json", "is not a smoe tuned store"),
