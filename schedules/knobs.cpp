@@ -94,6 +94,9 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
         static const std::vector<KnobSpec> cpu = {
             {"channel_vectors", {1, 2, 4, 8, 16}, 0,
              "channel vectors summed over the batch in registers (0: half the vector registers)"},
+            {"band_lanes", {0, 1}, 0,
+             "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
+             "(0: channel vectors, one task per band)"},
         };
         return gpu ? no_knobs() : cpu;
     }

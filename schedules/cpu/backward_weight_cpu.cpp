@@ -8,8 +8,43 @@ namespace smoe {
 
 using namespace Halide;
 
+namespace {
+
+// Few channels (heat has one) leave channel vectors empty. Instead, the bands' partial sums sit in
+// vector lanes: one lane per band, so a vector of pixel contributions scatters to distinct bands
+// and never collides. The tasks are the taps (kh, kw). The contributions of one grid column are
+// summed over the batch for all its rows at once, vectorised along the column, so the inputs are
+// copied column-major (rows innermost).
+void schedule_bands_in_lanes(BackwardWeightStages &s, int lanes) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    Var tap("tap");
+    s.partial.compute_root().reorder_storage(s.band, s.kw, s.kh, s.c, s.row);
+    s.partial.reorder(s.band, s.row, s.kw, s.kh, s.c).fuse(s.kw, s.kh, tap).parallel(tap).vectorize(s.band, lanes, tail);
+    s.partial.update()
+        .reorder(s.band, s.p.z, s.p.y, s.p.x, s.kw, s.kh, s.c)
+        .fuse(s.kw, s.kh, tap)
+        .parallel(tap)
+        .vectorize(s.band, lanes, tail);
+    s.contribution.compute_at(s.partial, s.p.y).reorder_storage(s.h, s.kw, s.kh, s.c, s.w, s.jf);
+    s.contribution.reorder(s.h, s.kw, s.kh, s.c, s.w, s.jf).vectorize(s.h, lanes, tail);
+    s.contribution.update().reorder(s.h, s.rb, s.kw, s.kh, s.c, s.w, s.jf).vectorize(s.h, lanes, tail);
+    const std::vector<Var> in = s.input.args();  // (w, h, c, b)
+    s.input.compute_root().reorder_storage(in[1], in[0], in[2], in[3]);
+    s.input.reorder(in[1], in[0], in[2], in[3]).parallel(in[3]).vectorize(in[1], lanes, tail);
+    s.gated.compute_root().reorder_storage(s.h, s.w, s.jf, s.b);
+    s.gated.reorder(s.h, s.w, s.jf, s.b).parallel(s.b).vectorize(s.h, lanes, tail);
+    s.total.compute_root();
+    s.total.update().reorder(s.t, s.kw, s.kh, s.c, s.row);
+}
+
+}  // namespace
+
 void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.output.type());
+    if (knobs["band_lanes"] == 1 && s.shared_routing) {
+        schedule_bands_in_lanes(s, lanes);
+        return;
+    }
     const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
     const int channel_vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 2;
     const int chunk = lanes * channel_vectors;
