@@ -26,7 +26,7 @@ const std::vector<LayerConfig> &layer_configs() {
     return configs;
 }
 
-LayerInputs make_inputs(const LayerConfig &config, uint64_t seed) {
+LayerInputs make_inputs(const LayerConfig &config, uint64_t seed, at::ScalarType type) {
     at::manual_seed(seed);
     const int64_t K = config.kernel, F = config.outputs_per_expert;
     LayerInputs in;
@@ -37,6 +37,7 @@ LayerInputs make_inputs(const LayerConfig &config, uint64_t seed) {
     in.routing = at::randn({config.experts, config.height, config.width});
     in.dense_weight = in.weight.narrow(0, 0, config.selected * F).contiguous();
     in.grad_y = at::randn({config.batch, config.selected * F, config.height, config.width});
+    for (at::Tensor *t : {&in.x, &in.weight, &in.routing, &in.dense_weight, &in.grad_y}) *t = t->to(type);
     return in;
 }
 

@@ -38,8 +38,8 @@ struct LayerInputs {
     at::Tensor grad_y;         // [B, E·F, H, W]: the gradient of the loss wrt the layer's output
 };
 
-// Random inputs, the same for a given config and seed.
-LayerInputs make_inputs(const LayerConfig &config, uint64_t seed = 0);
+// Random inputs, the same for a given config and seed; in `type`, rounded from the float32 values.
+LayerInputs make_inputs(const LayerConfig &config, uint64_t seed = 0, at::ScalarType type = at::kFloat);
 
 // The same tensors (same storage) as autograd leaves: x, weight, routing and dense_weight require
 // gradients.

@@ -2,6 +2,7 @@
 // baselines on every layer configuration, plus the fp32 GEMM rate the GFLOP/s are compared with.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -97,6 +98,28 @@ void tuned_benchmark(benchmark::State &state, const LayerConfig &config, bool ba
         }
     }
     smoe::set_tuned_kernels(true);
+}
+
+// Storage types side by side: smoe's float16/bfloat16 kernels (float32 arithmetic) against its
+// float32 ones, and the naive layer in the same type (PyTorch's own half-precision CPU kernels).
+// Forward, or the backward alone as in backward_benchmark.
+void precision_benchmark(benchmark::State &state, const LayerConfig &config, Method method, at::ScalarType type,
+                         bool backward) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config, 0, type));
+    const at::Tensor indices = std::get<0>(smoe::route_topk(leaves.routing.detach(), config.selected));
+    const at::Tensor naive_indices = indices.to(at::kLong);
+    const at::Tensor y = backward ? smoe::bench::layer_output(method, config, leaves) : at::Tensor();
+    const int64_t F = config.outputs_per_expert;
+    at::AutoGradMode graph_only_for_backward(backward);
+    for (auto _ : state) {
+        if (backward) {
+            benchmark::DoNotOptimize(smoe::bench::layer_gradients(method, y, leaves, /*retain_graph=*/true));
+        } else if (method == Method::smoe) {
+            benchmark::DoNotOptimize(smoe::forward(leaves.x, leaves.weight, indices, std::nullopt, F));
+        } else {
+            benchmark::DoNotOptimize(smoe::bench::naive_forward(leaves.x, leaves.weight, naive_indices, F));
+        }
+    }
 }
 
 // RC loss + damping. The backward with them (smoe: one spatial_moe_backward call; naive: the
@@ -209,6 +232,20 @@ void register_benchmarks(double gemm_gflops) {
             benchmark::RegisterBenchmark((route + name).c_str(), route_topk_benchmark, config, use_smoe)
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
+        }
+    }
+    for (const LayerConfig &config : smoe::bench::layer_configs()) {
+        for (auto [type_name, type] : {std::pair{"f32", at::kFloat}, std::pair{"bf16", at::kBFloat16},
+                                       std::pair{"f16", at::kHalf}}) {
+            for (bool backward : {false, true}) {
+                for (Method method : {Method::smoe, Method::naive}) {
+                    const std::string name = "precision/" + config.name + "/" + (backward ? "backward/" : "forward/") +
+                                             type_name + "/" + smoe::bench::method_name(method);
+                    benchmark::RegisterBenchmark(name.c_str(), precision_benchmark, config, method, type, backward)
+                        ->UseRealTime()
+                        ->Unit(benchmark::kMillisecond);
+                }
+            }
         }
     }
     // Tuned against regular kernels, at the layers' batch and at batch 1 (inference).

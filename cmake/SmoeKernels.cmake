@@ -4,7 +4,10 @@
 #   <name>_f32       CPU, one multi-target library: AVX-512 (Skylake), AVX2+FMA, baseline x86-64;
 #                    the first target the running CPU supports is used.
 #   <name>_f64       CPU, float64 (tests and gradcheck), AVX2+FMA with a baseline fallback.
-#   <name>_f32_cuda  CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on.
+#   <name>_f16, <name>_bf16
+#                    CPU, float16 / bfloat16 storage with float32 arithmetic (generators/precision.h).
+#   <name>_f32_cuda, <name>_f16_cuda, <name>_bf16_cuda
+#                    CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on.
 # Every target has user_context: the runtime passes a per-call context for errors and CUDA state.
 # The CPU targets are cache variables: -DSMOE_CPU_TARGETS="x86-64-linux-avx2-fma-f16c-sse41-avx;x86-64-linux"
 # builds for those ISAs only (best first; the last should be a baseline the oldest machine runs).
@@ -17,6 +20,10 @@ set(SMOE_CPU_F64_TARGETS
     x86-64-linux-sse41-avx-avx2-f16c-fma
     x86-64-linux
     CACHE STRING "Halide targets of the float64 CPU kernels, best first (a list)")
+set(SMOE_CPU_HALF_TARGETS
+    x86-64-linux-sse41-avx-avx2-f16c-fma
+    x86-64-linux
+    CACHE STRING "Halide targets of the float16 and bfloat16 CPU kernels, best first (a list)")
 # Every kernel takes a user context (errors and CUDA state per call); the runtime is shared.
 function(_smoe_with_user_context out)
   set(targets "")
@@ -28,12 +35,13 @@ function(_smoe_with_user_context out)
     list(APPEND targets "${target}-user_context")
   endforeach ()
   if (NOT targets)
-    message(FATAL_ERROR "smoe: SMOE_CPU_TARGETS and SMOE_CPU_F64_TARGETS must each name at least one target")
+    message(FATAL_ERROR "smoe: SMOE_CPU_TARGETS, SMOE_CPU_F64_TARGETS and SMOE_CPU_HALF_TARGETS must each name at least one target")
   endif ()
   set(${out} ${targets} PARENT_SCOPE)
 endfunction()
 _smoe_with_user_context(_smoe_f32_targets ${SMOE_CPU_TARGETS})
 _smoe_with_user_context(_smoe_f64_targets ${SMOE_CPU_F64_TARGETS})
+_smoe_with_user_context(_smoe_half_targets ${SMOE_CPU_HALF_TARGETS})
 if (NOT SMOE_CUDA_CAPABILITY MATCHES "^cuda_capability_[0-9]+$")
   message(FATAL_ERROR "smoe: SMOE_CUDA_CAPABILITY must be a Halide CUDA feature such as cuda_capability_80 "
                       "(A100) or cuda_capability_90 (H100), got '${SMOE_CUDA_CAPABILITY}'")
@@ -43,15 +51,21 @@ set(SMOE_KERNEL_LIBRARIES "")
 
 function(smoe_add_kernel name)
   cmake_parse_arguments(ARG "" "GENERATOR" "PARAMS" ${ARGN})
-  set(variants f32 f64)
+  set(variants f32 f64 f16 bf16)
   set(f32_targets ${_smoe_f32_targets})
   set(f64_targets ${_smoe_f64_targets})
+  set(f16_targets ${_smoe_half_targets})
+  set(bf16_targets ${_smoe_half_targets})
   set(f32_type float32)
   set(f64_type float64)
+  set(f16_type float16)
+  set(bf16_type bfloat16)
   if (SMOE_CUDA)
-    list(APPEND variants f32_cuda)
-    set(f32_cuda_targets ${SMOE_CUDA_TARGET})
-    set(f32_cuda_type float32)
+    foreach (type IN ITEMS f32 f16 bf16)
+      list(APPEND variants ${type}_cuda)
+      set(${type}_cuda_targets ${SMOE_CUDA_TARGET})
+      set(${type}_cuda_type ${${type}_type})
+    endforeach ()
   endif ()
   set(libs ${SMOE_KERNEL_LIBRARIES})
   # Tuned knobs of this op for one CPU target (cmake/SmoeTunedStore.cmake), float32 only.

@@ -6,6 +6,7 @@
 
 #include "backward_data_schedule.h"
 #include "error_signal.h"
+#include "precision.h"
 
 namespace smoe {
 namespace {
@@ -38,7 +39,7 @@ public:
         indices = add_input<Buffer<int32_t>>("indices", routing_dims);
         if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
         out_per_expert = add_input<int32_t>("F");
-        quantile = add_input<Buffer<>>("quantile", dtype, 1);
+        quantile = add_input<Buffer<>>("quantile", compute_type_of(dtype), 1);
         error_scale = add_input<double>("error_scale");
         damping = add_input<double>("damping");
         grad_x = add_output<Buffer<>>("grad_x", dtype, 4);
@@ -53,14 +54,15 @@ public:
         Expr pad = K / 2;
         Expr experts = weight->dim(3).extent() / F;
         const Region grid = {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}};
+        const Type t = compute_type_of(dtype);
 
         // dŷ, zero outside the grid.
         Func gated("gated");
-        Expr gate = cast(dtype, 1);
-        if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
-        Expr error = damped_error((*grad_y)(w, h, jf, b), (*quantile)(b), *error_scale, *damping);
+        Expr gate = cast(t, 1);
+        if (weighted) gate = widen(shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b), t);
+        Expr error = damped_error(widen((*grad_y)(w, h, jf, b), t), (*quantile)(b), *error_scale, *damping);
         gated(w, h, jf, b) = weighted ? error * gate : error;
-        Func grad_out = BoundaryConditions::constant_exterior(gated, cast(dtype, 0), grid);
+        Func grad_out = BoundaryConditions::constant_exterior(gated, cast(t, 0), grid);
 
         // Weight row of each output channel; off the grid the edge's row (multiplied by zero).
         Func routing_edge = BoundaryConditions::repeat_edge(
@@ -75,7 +77,7 @@ public:
 
         Var kw("kw"), kh("kh"), row("row");
         Func bank("bank");
-        bank(kw, kh, c, row) = (*weight)(kw, kh, c, row);
+        bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
 
         // Reduction over the output channels of the K·K pixels this input pixel feeds.
         RDom r(0, K, 0, K, 0, slots, "r");
@@ -83,9 +85,9 @@ public:
         std::vector<Expr> from_row = {from_w, from_h, r.z};
         if (!shared_routing) from_row.push_back(b);
         Func gradient("gradient");
-        gradient(w, h, c, b) = cast(dtype, 0);
+        gradient(w, h, c, b) = cast(t, 0);
         gradient(w, h, c, b) += bank(r.x, r.y, c, expert_row(from_row)) * grad_out(from_w, from_h, r.z, b);
-        (*grad_x)(w, h, c, b) = gradient(w, h, c, b);
+        (*grad_x)(w, h, c, b) = narrow(gradient(w, h, c, b), dtype);
 
         BackwardDataStages stages{grad_out, bank, expert_row, gradient, *grad_x, w, h, c, b, r, shared_routing,
                                   grad_x->dim(3).extent(), grad_x->dim(2).extent(), width};

@@ -11,6 +11,7 @@
 
 #include "backward_weight_schedule.h"
 #include "error_signal.h"
+#include "precision.h"
 
 namespace smoe {
 namespace {
@@ -44,7 +45,7 @@ public:
         indices = add_input<Buffer<int32_t>>("indices", routing_dims);
         if (weighted) values = add_input<Buffer<>>("values", dtype, routing_dims);
         out_per_expert = add_input<int32_t>("F");
-        quantile = add_input<Buffer<>>("quantile", dtype, 1);
+        quantile = add_input<Buffer<>>("quantile", compute_type_of(dtype), 1);
         error_scale = add_input<double>("error_scale");
         damping = add_input<double>("damping");
         grad_weight = add_output<Buffer<>>("grad_weight", dtype, 4);
@@ -61,14 +62,15 @@ public:
         Expr rows = grad_weight->dim(3).extent();
         Expr experts = rows / F;
         Expr bands = (height + band_rows - 1) / band_rows;
+        const Type value_type = compute_type_of(dtype);
 
         Func input = BoundaryConditions::constant_exterior(
-            *x, cast(dtype, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+            widened(*x, value_type, "x_values"), cast(value_type, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
 
         Func gated("gated");
-        Expr gate = cast(dtype, 1);
-        if (weighted) gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
-        Expr error = damped_error((*grad_y)(w, h, jf, b), (*quantile)(b), *error_scale, *damping);
+        Expr gate = cast(value_type, 1);
+        if (weighted) gate = widen(shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b), value_type);
+        Expr error = damped_error(widen((*grad_y)(w, h, jf, b), value_type), (*quantile)(b), *error_scale, *damping);
         gated(w, h, jf, b) = weighted ? error * gate : error;
 
         std::vector<Var> row_args = {w, h, jf};
@@ -83,7 +85,7 @@ public:
         Func contribution("contribution");
         RDom rb(0, batch, "rb");
         if (shared_routing) {
-            contribution(kw, kh, c, w, h, jf) = cast(dtype, 0);
+            contribution(kw, kh, c, w, h, jf) = cast(value_type, 0);
             contribution(kw, kh, c, w, h, jf) += gated(w, h, jf, rb) * input(w + kw - pad, h + kh - pad, c, rb);
         } else {
             contribution(kw, kh, c, w, h, jf, b) = gated(w, h, jf, b) * input(w + kw - pad, h + kh - pad, c, b);
@@ -103,15 +105,15 @@ public:
             pixel_contribution.push_back(p.w);
         }
         Func partial("partial");
-        partial(kw, kh, c, row, band) = cast(dtype, 0);
+        partial(kw, kh, c, row, band) = cast(value_type, 0);
         partial(kw, kh, c, expert_row(pixel_row), band) +=
-            select(in_grid, contribution(pixel_contribution), cast(dtype, 0));
+            select(in_grid, contribution(pixel_contribution), cast(value_type, 0));
 
         RDom t(0, bands, "t");
         Func total("total");
-        total(kw, kh, c, row) = cast(dtype, 0);
+        total(kw, kh, c, row) = cast(value_type, 0);
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
-        (*grad_weight)(kw, kh, c, row) = total(kw, kh, c, row);
+        (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
         BackwardWeightStages stages{input, gated, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
                                     w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent()};

@@ -16,6 +16,7 @@
 #include "Halide.h"
 
 #include "error_quantile_schedule.h"
+#include "precision.h"
 
 namespace smoe {
 namespace {
@@ -44,7 +45,7 @@ public:
         if (product) response = add_input<Buffer<>>("response", dtype, 2);
         q = add_input<double>("q");
         scale = add_input<double>("scale");
-        quantile = add_output<Buffer<>>("quantile", dtype, 1);
+        quantile = add_output<Buffer<>>("quantile", compute_type_of(dtype), 1);
     }
 
     void generate() {
@@ -52,7 +53,8 @@ public:
         // Formulation knobs: from which radix pass on, and in blocks of how many keys, keys are
         // tested together before they are counted.
         const int skip_from = chosen_knobs["skip_from"], skip_block = chosen_knobs["skip_block"];
-        const Type value_type = dtype;
+        // Half-precision values widen exactly: the quantile is that of the float32 values.
+        const Type value_type = compute_type_of(dtype);
         const int bits = value_type.bits();
         const Type key_type = Int(bits);  // |ε|·s >= 0: its bits order like the value, sign bit clear
         Var n("n"), b("b"), d("d");
@@ -60,7 +62,8 @@ public:
 
         // |ε|·s in the kernel's type, exactly as the reference rounds it; keys are its bits.
         Func magnitude("magnitude");
-        Expr signal = product ? (*grad_y)(n, b) * (*response)(n, b) : (*grad_y)(n, b);
+        Expr dy = widen((*grad_y)(n, b), value_type);
+        Expr signal = product ? dy * widen((*response)(n, b), value_type) : dy;
         magnitude(n, b) = abs(signal) * cast(value_type, *scale);
         Func key("key");
         key(n, b) = reinterpret(key_type, magnitude(n, b));

@@ -4,6 +4,7 @@
 #include "Halide.h"
 
 #include "forward_schedule.h"
+#include "precision.h"
 
 namespace smoe {
 namespace {
@@ -49,9 +50,10 @@ public:
         Expr K = weight->dim(0).extent();
         Expr pad = K / 2;
         Expr experts = weight->dim(3).extent() / F;
+        const Type t = compute_type_of(dtype);
 
         Func input = BoundaryConditions::constant_exterior(
-            *x, cast(dtype, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+            widened(*x, t, "x_values"), cast(t, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
 
         // The weight row of output channel jf: slot j = jf / F of the routing, channel f = jf % F.
         // Indices are range-checked by the caller; the clamp only bounds the gather for Halide.
@@ -66,20 +68,20 @@ public:
         // The expert bank as a Func, so that a schedule may re-lay it out.
         Var kw("kw"), kh("kh"), c("c"), row("row");
         Func bank("bank");
-        bank(kw, kh, c, row) = (*weight)(kw, kh, c, row);
+        bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
 
         // Reduction over the receptive field.
         RDom r(0, K, 0, K, 0, channels, "r");
         Func response("response");
-        response(w, h, jf, b) = cast(dtype, 0);
+        response(w, h, jf, b) = cast(t, 0);
         response(w, h, jf, b) += bank(r.x, r.y, r.z, expert_row(row_args)) *
                                  input(w + r.x - pad, h + r.y - pad, r.z, b);
 
-        Expr gate = cast(dtype, 1);
+        Expr gate = cast(t, 1);
         if (weighted) {
-            gate = shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b);
+            gate = widen(shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b), t);
         }
-        (*y)(w, h, jf, b) = weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b);
+        (*y)(w, h, jf, b) = narrow(weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b), dtype);
 
         ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
                              x->dim(3).extent(), y->dim(2).extent(), width};

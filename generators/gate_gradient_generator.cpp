@@ -5,6 +5,7 @@
 #include "Halide.h"
 
 #include "gate_gradient_schedule.h"
+#include "precision.h"
 
 namespace smoe {
 namespace {
@@ -41,20 +42,21 @@ public:
         Expr batch = grad_y->dim(3).extent();
         Expr selected = indices->dim(2).extent();
         Expr experts = grad_routing->dim(2).extent();
+        const Type t = compute_type_of(dtype);
 
         auto signal = [&](const Expr &jf, const Expr &sample) {
-            Expr dy = (*grad_y)(w, h, jf, sample);
-            return weighted ? dy * (*response)(w, h, jf, sample) : dy;
+            Expr dy = widen((*grad_y)(w, h, jf, sample), t);
+            return weighted ? dy * widen((*response)(w, h, jf, sample), t) : dy;
         };
         // Per slot: summed over the expert's F channels (and the batch for shared routing).
         Func slot_gradient("slot_gradient");
         if (shared_routing) {
             RDom r(0, F, 0, batch, "r");
-            slot_gradient(w, h, j) = cast(dtype, 0);
+            slot_gradient(w, h, j) = cast(t, 0);
             slot_gradient(w, h, j) += signal(j * F + r.x, r.y);
         } else {
             RDom r(0, F, "r");
-            slot_gradient(w, h, j, b) = cast(dtype, 0);
+            slot_gradient(w, h, j, b) = cast(t, 0);
             slot_gradient(w, h, j, b) += signal(j * F + r.x, b);
         }
 
@@ -62,13 +64,13 @@ public:
         RDom s(0, selected, "s");
         Func gradient("gradient");
         if (shared_routing) {
-            gradient(w, h, e) = cast(dtype, 0);
+            gradient(w, h, e) = cast(t, 0);
             gradient(w, h, clamp((*indices)(w, h, s), 0, experts - 1)) += slot_gradient(w, h, s);
-            (*grad_routing)(w, h, e) = gradient(w, h, e);
+            (*grad_routing)(w, h, e) = narrow(gradient(w, h, e), dtype);
         } else {
-            gradient(w, h, e, b) = cast(dtype, 0);
+            gradient(w, h, e, b) = cast(t, 0);
             gradient(w, h, clamp((*indices)(w, h, s, b), 0, experts - 1), b) += slot_gradient(w, h, s, b);
-            (*grad_routing)(w, h, e, b) = gradient(w, h, e, b);
+            (*grad_routing)(w, h, e, b) = narrow(gradient(w, h, e, b), dtype);
         }
 
         GateGradientStages stages{slot_gradient, gradient, *grad_routing, w, h, j, e, b, s, shared_routing};

@@ -9,6 +9,7 @@
 #include "Halide.h"
 
 #include "error_signal.h"
+#include "precision.h"
 #include "rc_loss_schedule.h"
 
 namespace smoe {
@@ -42,16 +43,16 @@ public:
         if (weighted) response = add_input<Buffer<>>("response", dtype, 4);
         indices = add_input<Buffer<int32_t>>("indices", routing_dims);
         routing = add_input<Buffer<>>("routing", dtype, routing_dims);
-        quantile = add_input<Buffer<>>("quantile", dtype, 1);
+        quantile = add_input<Buffer<>>("quantile", compute_type_of(dtype), 1);
         out_per_expert = add_input<int32_t>("F");
         scale = add_input<double>("scale");
         gradient_scale = add_input<double>("gradient_scale");
         grad_routing = add_output<Buffer<>>("grad_routing", dtype, routing_dims);
-        loss = add_output<Buffer<>>("loss", dtype, 0);
+        loss = add_output<Buffer<>>("loss", compute_type_of(dtype), 0);
     }
 
     void generate() {
-        const Type t = dtype;
+        const Type t = compute_type_of(dtype);
         Var w("w"), h("h"), j("j"), e("e"), b("b");
         Expr F = *out_per_expert;
         Expr width = grad_y->dim(0).extent(), height = grad_y->dim(1).extent();
@@ -62,8 +63,8 @@ public:
 
         // A slot is correct when all F of its channels are within the sample's quantile.
         RDom rf(0, F, "rf");
-        Expr eps = weighted ? (*grad_y)(w, h, j * F + rf, b) * (*response)(w, h, j * F + rf, b)
-                            : (*grad_y)(w, h, j * F + rf, b);
+        Expr dy = widen((*grad_y)(w, h, j * F + rf, b), t);
+        Expr eps = weighted ? dy * widen((*response)(w, h, j * F + rf, b), t) : dy;
         Expr within = abs(eps) * cast(t, *scale) <= (*quantile)(b) + Internal::make_const(t, kCorrectTolerance);
         Func correct("correct");
         correct(w, h, j, b) = 1;
@@ -91,7 +92,7 @@ public:
         // Per score: its gradient and its (batch-summed) BCE-with-logits term.
         std::vector<Var> score_args = {w, h, e};
         if (!shared_routing) score_args.push_back(b);
-        Expr z = (*routing)(score_args);
+        Expr z = widen((*routing)(score_args), t);
         Expr copies = shared_routing ? cast(t, batch) : cast(t, 1);  // samples that share z
         Expr sigmoid = cast(t, 1) / (cast(t, 1) + exp(-z));
         Expr softplus = max(z, cast(t, 0)) + log(cast(t, 1) + exp(-abs(z)));
@@ -112,7 +113,7 @@ public:
         total() = cast<double>(0);
         total() += row_sum(rows);
 
-        (*grad_routing)(score_args) = gradient(score_args);
+        (*grad_routing)(score_args) = narrow(gradient(score_args), dtype);
         (*loss)() = cast(t, total() / elements);
 
         RCLossStages stages{correct, slot_count, wrong_share, label, term, row_sum, total, *grad_routing, *loss,

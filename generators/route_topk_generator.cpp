@@ -7,6 +7,7 @@
 // of their bits, so NaN ranks above everything (as torch.topk does) and -0 equals +0.
 #include "Halide.h"
 
+#include "precision.h"
 #include "route_topk_schedule.h"
 
 namespace smoe {
@@ -36,13 +37,15 @@ public:
         Var w("w"), h("h"), e("e"), j("j"), b("b");
         Expr experts = routing->dim(2).extent();
         Expr selected = indices->dim(2).extent();
-        const int bits = dtype.value().bits();
+        // Half-precision scores widen to float32 exactly, so their order is unchanged.
+        const Type t = compute_type_of(dtype);
+        const int bits = t.bits();
         const Type key_type = Int(bits);
 
         // Order-preserving key: flip the magnitude bits of negatives; one NaN, one zero.
         Func key("key");
-        Expr score = (*routing)(w, h, e, b);
-        Expr canonical = select(is_nan(score), cast(dtype, NAN), score == 0, cast(dtype, 0), score);
+        Expr score = widen((*routing)(w, h, e, b), t);
+        Expr canonical = select(is_nan(score), cast(t, NAN), score == 0, cast(t, 0), score);
         Expr raw = reinterpret(key_type, canonical);
         Expr magnitude_mask = key_type.max();  // all bits but the sign
         key(w, h, e, b) = raw ^ ((raw >> (bits - 1)) & magnitude_mask);

@@ -40,8 +40,26 @@ void check_tensor(const char *op, const char *name, const at::Tensor &t, std::in
 }
 
 void check_floating(const char *op, const char *name, const at::Tensor &t) {
-    TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": argument '", name,
-                "' must be float32 or float64, got ", t.scalar_type());
+    const at::ScalarType type = t.scalar_type();
+    TORCH_CHECK(type == at::kFloat || type == at::kDouble || type == at::kHalf || type == at::kBFloat16, op,
+                ": argument '", name, "' must be float32, float64, float16 or bfloat16, got ", type);
+}
+
+at::ScalarType compute_dtype(at::ScalarType storage) {
+    return storage == at::kHalf || storage == at::kBFloat16 ? at::kFloat : storage;
+}
+
+at::TensorOptions compute_options(const at::Tensor &t) {
+    return t.options().dtype(compute_dtype(t.scalar_type()));
+}
+
+void check_compute_dtype_device(const char *op, const char *name, const at::Tensor &t, const char *ref_name,
+                                const at::Tensor &ref) {
+    const at::ScalarType expected = compute_dtype(ref.scalar_type());
+    TORCH_CHECK(t.scalar_type() == expected, op, ": argument '", name, "' must be ", expected, ", the type '",
+                ref_name, "' (", ref.scalar_type(), ") computes in, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == ref.device(), op, ": argument '", name, "' must be on the device of '", ref_name,
+                "' (", ref.device(), "), got ", t.device());
 }
 
 void check_dtype(const char *op, const char *name, const at::Tensor &t, at::ScalarType expected) {

@@ -22,8 +22,17 @@ std::string shape_string(at::IntArrayRef sizes);
 void check_tensor(const char *op, const char *name, const at::Tensor &t, std::initializer_list<int64_t> ranks,
                   const char *layout, bool batch_may_be_empty = false);
 
-// Floating point types that have kernels (float32, float64).
+// Floating point types that have kernels (float32, float64, float16, bfloat16).
 void check_floating(const char *op, const char *name, const at::Tensor &t);
+
+// The type the kernels compute in: float32 for the half-precision storage types, else the type.
+// A layer's per-sample quantile and RC loss are kept in it.
+at::ScalarType compute_dtype(at::ScalarType storage);
+// `t`'s options with its compute dtype.
+at::TensorOptions compute_options(const at::Tensor &t);
+// `t` has the compute dtype of the reference argument and its device.
+void check_compute_dtype_device(const char *op, const char *name, const at::Tensor &t, const char *ref_name,
+                                const at::Tensor &ref);
 
 void check_dtype(const char *op, const char *name, const at::Tensor &t, at::ScalarType expected);
 

@@ -43,7 +43,7 @@ at::Tensor error_quantile_compiled(const at::Tensor &grad_y, const std::optional
     checks::check_unit_interval(kQuantileOp, "q", q);
     check_scale(kQuantileOp, "scale", scale);
     const int64_t batch = grad_y.size(0);
-    at::Tensor quantile = at::empty({batch}, grad_y.options());
+    at::Tensor quantile = at::empty({batch}, checks::compute_options(grad_y));
     if (batch == 0) return quantile;
     // torch.quantile of an empty sample is NaN.
     if (grad_y.numel() == 0) return quantile.fill_(std::numeric_limits<double>::quiet_NaN());
@@ -71,7 +71,7 @@ at::Tensor error_quantile_meta(const at::Tensor &grad_y, const std::optional<at:
     checks::check_floating(kQuantileOp, "grad_y", grad_y);
     checks::check_unit_interval(kQuantileOp, "q", q);
     check_scale(kQuantileOp, "scale", scale);
-    return at::empty_symint({grad_y.sym_size(0)}, grad_y.options());
+    return at::empty_symint({grad_y.sym_size(0)}, checks::compute_options(grad_y));
 }
 
 // The kernel call, on contiguous tensors whose shapes rc_loss_compiled has checked.
@@ -88,7 +88,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_contiguous(const at::Tensor &grad_y, 
     TORCH_CHECK(kernel != nullptr, kRCLossOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
                 " in this build");
     at::Tensor grad_routing = at::empty(routing.sizes(), routing.options());
-    at::Tensor loss = at::empty({}, grad_y.options());
+    at::Tensor loss = at::empty({}, checks::compute_options(grad_y));
     runtime::TensorBuffer grad_y_buf(grad_y), indices_buf(indices), routing_buf(routing), quantile_buf(quantile),
         grad_buf(grad_routing), loss_buf(loss);
     std::optional<runtime::TensorBuffer> response_buf;
@@ -116,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_compiled(const at::Tensor &grad_y, co
     checks::check_same_dtype_device(kRCLossOp, "routing", routing, "grad_y", grad_y);
     TORCH_CHECK(indices.device() == grad_y.device(), kRCLossOp, ": argument 'indices' must be on ", grad_y.device());
     checks::check_tensor(kRCLossOp, "quantile", quantile, {1}, "[B]", /*batch_may_be_empty=*/true);
-    checks::check_same_dtype_device(kRCLossOp, "quantile", quantile, "grad_y", grad_y);
+    checks::check_compute_dtype_device(kRCLossOp, "quantile", quantile, "grad_y", grad_y);
     TORCH_CHECK(F >= 1, kRCLossOp, ": F (output channels per expert) must be >= 1, got ", F);
     check_scale(kRCLossOp, "scale", scale);
     TORCH_CHECK(std::isfinite(rc_weight), kRCLossOp, ": argument 'rc_weight' must be finite, got ", rc_weight);
@@ -136,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_compiled(const at::Tensor &grad_y, co
     if (batch == 0) {
         // No labels: the gradient is 0 and the BCE mean over no elements is NaN, as in torch.
         return {at::zeros(routing.sizes(), routing.options()),
-                at::full({}, std::numeric_limits<double>::quiet_NaN(), grad_y.options())};
+                at::full({}, std::numeric_limits<double>::quiet_NaN(), checks::compute_options(grad_y))};
     }
     return rc_loss_contiguous(grad_y.contiguous(), response ? std::optional(response->contiguous()) : std::nullopt,
                               indices.contiguous(), routing.contiguous(), quantile.contiguous(), scale, F, rc_weight);
@@ -152,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_meta(const at::Tensor &grad_y, const 
     checks::check_same_dtype_device(kRCLossOp, "routing", routing, "grad_y", grad_y);
     TORCH_CHECK(F >= 1, kRCLossOp, ": F (output channels per expert) must be >= 1, got ", F);
     check_scale(kRCLossOp, "scale", scale);
-    return {at::empty_symint(routing.sym_sizes(), routing.options()), at::empty({}, grad_y.options())};
+    return {at::empty_symint(routing.sym_sizes(), routing.options()), at::empty({}, checks::compute_options(grad_y))};
 }
 
 }  // namespace

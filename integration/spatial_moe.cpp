@@ -36,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_composite(
     }
     auto [indices, values] = smoe::route_topk(routing, E);
     at::Tensor y = smoe::forward(x, weight, indices, weighted ? std::optional<at::Tensor>(values) : std::nullopt, F);
-    return {y, indices, at::zeros({}, x.options())};
+    return {y, indices, at::zeros({}, checks::compute_options(x))};
 }
 
 template <typename Args>
@@ -69,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_contiguous(
     at::Tensor dy_quantile;
     if (damp || (rc_loss && !weighted)) dy_quantile = smoe::error_quantile(grad_y, std::nullopt, quantile, scale);
     // Without damping δ = 1, which leaves dy unchanged; the quantile is then never used.
-    at::Tensor damping_quantile = damp ? dy_quantile : at::zeros({s.batch}, x.options());
+    at::Tensor damping_quantile = damp ? dy_quantile : at::zeros({s.batch}, checks::compute_options(x));
 
     runtime::TensorBuffer grad_y_buf(grad_y), x_buf(x), weight_buf(weight), indices_buf(indices),
         damping_quantile_buf(damping_quantile);
@@ -130,7 +130,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> empty_batch_gradients
     if (output_mask[0]) grad_x = at::empty(x.sizes(), x.options());
     if (output_mask[1]) grad_weight = at::zeros(weight.sizes(), weight.options());
     if (output_mask[2]) grad_routing = at::zeros(routing_shape(s), x.options());
-    if (rc_loss) rc_loss_value = at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options());
+    if (rc_loss) rc_loss_value = at::full({}, std::numeric_limits<double>::quiet_NaN(), checks::compute_options(x));
     return {grad_x, grad_weight, grad_routing, rc_loss_value};
 }
 
@@ -180,7 +180,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spatial_moe_backward_
     TORCH_CHECK(F >= 1, kBackwardOp, ": F (output channels per expert) must be >= 1, got ", F);
     TORCH_CHECK(!rc_loss || routing.has_value(), kBackwardOp, ": argument 'routing' is required with the RC loss");
     at::Tensor grad_x, grad_weight, grad_routing, rc_loss_value;
-    if (rc_loss) rc_loss_value = at::empty({}, x.options());
+    if (rc_loss) rc_loss_value = at::empty({}, checks::compute_options(x));
     if (output_mask[0]) grad_x = at::empty_symint(x.sym_sizes(), x.options());
     if (output_mask[1]) grad_weight = at::empty_symint(weight.sym_sizes(), weight.options());
     if (output_mask[2]) {

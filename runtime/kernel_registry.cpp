@@ -89,29 +89,27 @@ using VariantTable = Kernel<Args>[2][2];
          op##_weighted<smoe_##op##_shared_weighted_##suffix>},                                 \
     }
 
-// Every op's tables: CPU float32 and float64, CUDA float32 when built.
+// Every op's tables: CPU float32, float64, float16 and bfloat16; CUDA float32, float16 and bfloat16
+// when built.
 template <typename Args>
 struct Tables;
 #define SMOE_TABLES(Op, op)                                                                    \
     template <>                                                                                \
     struct Tables<Op##Args> {                                                                  \
-        static constexpr VariantTable<Op##Args> cpu_f32 = SMOE_VARIANT_TABLE(op, f32);         \
-        static constexpr VariantTable<Op##Args> cpu_f64 = SMOE_VARIANT_TABLE(op, f64);         \
-        SMOE_CUDA_TABLE_##Op                                                                   \
+        static constexpr VariantTable<Op##Args> f32 = SMOE_VARIANT_TABLE(op, f32);         \
+        static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);         \
+        static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);         \
+        static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);       \
+        SMOE_CUDA_TABLES(Op, op)                                                               \
     };
 
 #ifdef SMOE_WITH_CUDA_KERNELS
-#define SMOE_CUDA_TABLE_Forward static constexpr VariantTable<ForwardArgs> cuda_f32 = SMOE_VARIANT_TABLE(forward, f32_cuda);
-#define SMOE_CUDA_TABLE_BackwardData static constexpr VariantTable<BackwardDataArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_data, f32_cuda);
-#define SMOE_CUDA_TABLE_BackwardWeight static constexpr VariantTable<BackwardWeightArgs> cuda_f32 = SMOE_VARIANT_TABLE(backward_weight, f32_cuda);
-#define SMOE_CUDA_TABLE_GateGradient static constexpr VariantTable<GateGradientArgs> cuda_f32 = SMOE_VARIANT_TABLE(gate_gradient, f32_cuda);
-#define SMOE_CUDA_TABLE_RCLoss static constexpr VariantTable<RCLossArgs> cuda_f32 = SMOE_VARIANT_TABLE(rc_loss, f32_cuda);
+#define SMOE_CUDA_TABLES(Op, op)                                                               \
+    static constexpr VariantTable<Op##Args> f32_cuda = SMOE_VARIANT_TABLE(op, f32_cuda);       \
+    static constexpr VariantTable<Op##Args> f16_cuda = SMOE_VARIANT_TABLE(op, f16_cuda);       \
+    static constexpr VariantTable<Op##Args> bf16_cuda = SMOE_VARIANT_TABLE(op, bf16_cuda);
 #else
-#define SMOE_CUDA_TABLE_Forward
-#define SMOE_CUDA_TABLE_BackwardData
-#define SMOE_CUDA_TABLE_BackwardWeight
-#define SMOE_CUDA_TABLE_GateGradient
-#define SMOE_CUDA_TABLE_RCLoss
+#define SMOE_CUDA_TABLES(Op, op)
 #endif
 
 SMOE_TABLES(Forward, forward)
@@ -180,7 +178,7 @@ std::atomic<bool> tuned_kernels_enabled{true};
 // once per shape on this machine (runtime/variant_cache.h).
 template <typename Args, bool Shared, bool Weighted>
 int measured_dispatch(void *uc, const Args &a) {
-    std::vector<Kernel<Args>> kernels = {Tables<Args>::cpu_f32[Shared][Weighted]};
+    std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
     std::vector<std::string> names = {"default"};
     for (const TunedVariantInfo &v : tuned_variants()) {
         if (v.active && std::string(v.op) == TunedOp<Args>::name && v.shared_routing == Shared &&
@@ -199,18 +197,18 @@ int measured_dispatch(void *uc, const Args &a) {
 // CPU runs it, else the regular kernel; measured choices instead when SMOE_KERNEL_CACHE is set.
 template <typename Args, bool Shared, bool Weighted>
 int tuned_dispatch(void *uc, const Args &a) {
-    if (!tuned_kernels_enabled.load(std::memory_order_relaxed)) return Tables<Args>::cpu_f32[Shared][Weighted](uc, a);
+    if (!tuned_kernels_enabled.load(std::memory_order_relaxed)) return Tables<Args>::f32[Shared][Weighted](uc, a);
     if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a);
     const halide_buffer_t *in = TunedOp<Args>::input(a);
     const Kernel<Args> tuned =
         tuned_table<Args>(Shared, Weighted)[shape_class_index(in->dim[3].extent, in->dim[2].extent)];
-    return (tuned != nullptr ? tuned : Tables<Args>::cpu_f32[Shared][Weighted])(uc, a);
+    return (tuned != nullptr ? tuned : Tables<Args>::f32[Shared][Weighted])(uc, a);
 }
 
 template <typename Args>
 Kernel<Args> with_tuned_variants(const VariantTable<Args> *table, RoutingVariant v) {
     if constexpr (TunedOp<Args>::has_variants) {
-        if (table == &Tables<Args>::cpu_f32) {
+        if (table == &Tables<Args>::f32) {
             static constexpr VariantTable<Args> dispatch = {
                 {tuned_dispatch<Args, false, false>, tuned_dispatch<Args, false, true>},
                 {tuned_dispatch<Args, true, false>, tuned_dispatch<Args, true, true>},
@@ -238,48 +236,49 @@ void set_tuned_kernels_enabled(bool enabled) {
     tuned_kernels_enabled.store(enabled);
 }
 
-RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {
-    if (device == c10::DeviceType::CPU) {
-        if (dtype == c10::kFloat) return route_topk_adapter<smoe_route_topk_f32>;
-        if (dtype == c10::kDouble) return route_topk_adapter<smoe_route_topk_f64>;
-    }
+// Calls one of `kernels` (a function of the kernel-name suffix: f32, f16_cuda, ...) for the dtype and
+// device, or returns nullptr when this build has none.
+#define SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, kernels)                                      \
+    do {                                                                                       \
+        if (device == c10::DeviceType::CPU) {                                                  \
+            if (dtype == c10::kFloat) return kernels(f32);                                     \
+            if (dtype == c10::kDouble) return kernels(f64);                                    \
+            if (dtype == c10::kHalf) return kernels(f16);                                      \
+            if (dtype == c10::kBFloat16) return kernels(bf16);                                 \
+        }                                                                                      \
+        SMOE_FOR_CUDA_DTYPE(dtype, device, kernels)                                            \
+        return nullptr;                                                                        \
+    } while (false)
 #ifdef SMOE_WITH_CUDA_KERNELS
-    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) return route_topk_adapter<smoe_route_topk_f32_cuda>;
+#define SMOE_FOR_CUDA_DTYPE(dtype, device, kernels)                                            \
+    if (device == c10::DeviceType::CUDA) {                                                     \
+        if (dtype == c10::kFloat) return kernels(f32_cuda);                                    \
+        if (dtype == c10::kHalf) return kernels(f16_cuda);                                     \
+        if (dtype == c10::kBFloat16) return kernels(bf16_cuda);                                \
+    }
+#else
+#define SMOE_FOR_CUDA_DTYPE(dtype, device, kernels)
 #endif
-    return nullptr;
+
+RouteTopKKernel find_route_topk(c10::ScalarType dtype, c10::DeviceType device) {
+#define SMOE_ROUTE_TOPK(suffix) route_topk_adapter<smoe_route_topk_##suffix>
+    SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, SMOE_ROUTE_TOPK);
+#undef SMOE_ROUTE_TOPK
 }
 
 ErrorQuantileKernel find_error_quantile(c10::ScalarType dtype, c10::DeviceType device, bool product) {
-    if (device == c10::DeviceType::CPU) {
-        if (dtype == c10::kFloat) {
-            return product ? error_quantile_product<smoe_error_quantile_product_f32>
-                           : error_quantile_signal<smoe_error_quantile_signal_f32>;
-        }
-        if (dtype == c10::kDouble) {
-            return product ? error_quantile_product<smoe_error_quantile_product_f64>
-                           : error_quantile_signal<smoe_error_quantile_signal_f64>;
-        }
-    }
-#ifdef SMOE_WITH_CUDA_KERNELS
-    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) {
-        return product ? error_quantile_product<smoe_error_quantile_product_f32_cuda>
-                       : error_quantile_signal<smoe_error_quantile_signal_f32_cuda>;
-    }
-#endif
-    return nullptr;
+#define SMOE_ERROR_QUANTILE(suffix)                                                            \
+    (product ? error_quantile_product<smoe_error_quantile_product_##suffix>                     \
+             : error_quantile_signal<smoe_error_quantile_signal_##suffix>)
+    SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, SMOE_ERROR_QUANTILE);
+#undef SMOE_ERROR_QUANTILE
 }
 
 template <typename Args>
 Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingVariant v) {
-    const VariantTable<Args> *table = nullptr;
-    if (device == c10::DeviceType::CPU) {
-        if (dtype == c10::kFloat) table = &Tables<Args>::cpu_f32;
-        if (dtype == c10::kDouble) table = &Tables<Args>::cpu_f64;
-    }
-#ifdef SMOE_WITH_CUDA_KERNELS
-    if (device == c10::DeviceType::CUDA && dtype == c10::kFloat) table = &Tables<Args>::cuda_f32;
-#endif
-    return table != nullptr ? with_tuned_variants(table, v) : nullptr;
+#define SMOE_TABLE(suffix) with_tuned_variants(&Tables<Args>::suffix, v)
+    SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, SMOE_TABLE);
+#undef SMOE_TABLE
 }
 
 template Kernel<ForwardArgs> find_kernel<ForwardArgs>(c10::ScalarType, c10::DeviceType, RoutingVariant);

@@ -11,6 +11,8 @@ halide_type_t halide_type_of(at::ScalarType type) {
     switch (type) {
     case at::kFloat: return halide_type_t(halide_type_float, 32);
     case at::kDouble: return halide_type_t(halide_type_float, 64);
+    case at::kHalf: return halide_type_t(halide_type_float, 16);
+    case at::kBFloat16: return halide_type_t(halide_type_bfloat, 16);
     case at::kInt: return halide_type_t(halide_type_int, 32);
     default: TORCH_CHECK(false, "smoe: no Halide buffer type for ", type);
     }

@@ -89,7 +89,8 @@ TEST(ForwardBadInput, IndicesOutsideTheBank) {
 
 TEST(ForwardBadInput, DTypes) {
     ValidForward v;
-    EXPECT_ERROR(smoe::forward(v.x.to(at::kHalf), v.weight, v.indices), "'x'", "float32 or float64");
+    EXPECT_ERROR(smoe::forward(v.x.to(at::kInt), v.weight, v.indices), "'x'", "float32, float64, float16 or bfloat16");
+    EXPECT_ERROR(smoe::forward(v.x.to(at::kHalf), v.weight, v.indices), "'weight'", "dtype of 'x'");
     EXPECT_ERROR(smoe::forward(v.x, v.weight.to(at::kDouble), v.indices), "'weight'", "dtype of 'x'");
     EXPECT_ERROR(smoe::forward(v.x, v.weight, v.indices.to(at::kLong)), "'indices'", "Int");
     EXPECT_ERROR(smoe::forward(v.x, v.weight, v.indices, v.values.to(at::kDouble)), "'values'", "dtype of 'x'");
@@ -115,7 +116,7 @@ TEST(RouteTopKBadInput, Arguments) {
     EXPECT_ERROR(smoe::route_topk(routing, 5), "smoe::route_topk", "1 <= E <= NE", "E = 5", "NE = 4");
     EXPECT_ERROR(smoe::route_topk(routing, 0), "1 <= E <= NE", "E = 0");
     EXPECT_ERROR(smoe::route_topk(routing[0], 1), "'routing'", "[NE, H, W] or [B, NE, H, W]", "2-d");
-    EXPECT_ERROR(smoe::route_topk(routing.to(at::kInt), 1), "'routing'", "float32 or float64");
+    EXPECT_ERROR(smoe::route_topk(routing.to(at::kInt), 1), "'routing'", "float32, float64, float16 or bfloat16");
     EXPECT_ERROR(smoe::route_topk(at::randn({4, 0, 6}), 1), "'routing'", "is empty");
     EXPECT_ERROR(smoe::route_topk(at::randn({0, 5, 6}), 1), "'routing'", "is empty");
 }

@@ -37,7 +37,7 @@ public:
         if (weighted) gate = values;
         at::Tensor y = smoe::forward(x, weight, indices, gate, F);
         // Filled in by the backward when the RC loss is on.
-        at::Tensor rc_loss = at::zeros({}, x.options());
+        at::Tensor rc_loss = at::zeros({}, checks::compute_options(x));
         ctx->save_for_backward(
             {x, weight, indices, weighted ? values : at::Tensor(), options.rc_loss ? routing : at::Tensor()});
         ctx->saved_data["F"] = F;

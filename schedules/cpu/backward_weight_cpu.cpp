@@ -40,7 +40,7 @@ void schedule_bands_in_lanes(BackwardWeightStages &s, int lanes) {
 }  // namespace
 
 void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, const Target &target) {
-    const int lanes = target.natural_vector_size(s.output.type());
+    const int lanes = target.natural_vector_size(s.total.type());
     if (knobs["band_lanes"] == 1 && s.shared_routing) {
         schedule_bands_in_lanes(s, lanes);
         return;

@@ -7,7 +7,7 @@ namespace smoe {
 using namespace Halide;
 
 void schedule_gate_gradient_cpu(GateGradientStages &s, const Knobs &knobs, const Target &target) {
-    const int lanes = knobs["vector_width"] > 0 ? knobs["vector_width"] : target.natural_vector_size(s.output.type());
+    const int lanes = knobs["vector_width"] > 0 ? knobs["vector_width"] : target.natural_vector_size(s.gradient.type());
     Func out = s.output;
     Var row("row");
     // Rows outermost: a row's slot sums and scatter are computed once, for all its experts.

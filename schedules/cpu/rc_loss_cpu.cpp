@@ -25,7 +25,7 @@ void vectorize_row_sum(RCLossStages &s, Func at) {
 }  // namespace
 
 void schedule_rc_loss_cpu(RCLossStages &s, const Knobs &knobs, const Target &target) {
-    const int lanes = knobs["vector_width"] > 0 ? knobs["vector_width"] : target.natural_vector_size(s.grad_routing.type());
+    const int lanes = knobs["vector_width"] > 0 ? knobs["vector_width"] : target.natural_vector_size(s.term.type());
     const TailStrategy tail = TailStrategy::GuardWithIf;
     const RVar slot = s.label.rvars(0)[0];
     if (s.shared_routing) {

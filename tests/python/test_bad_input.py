@@ -18,8 +18,9 @@ OPS = torch.ops.smoe
 CASES = [
     # route_topk
     ("route_topk rank", lambda: OPS.route_topk(routing[0], 1), "'routing' must have shape [NE, H, W] or"),
-    ("route_topk dtype", lambda: OPS.route_topk(routing.int(), 1), "'routing' must be float32 or float64"),
-    ("route_topk float16", lambda: OPS.route_topk(routing.half(), 1), "'routing' must be float32 or float64"),
+    ("route_topk dtype", lambda: OPS.route_topk(routing.int(), 1),
+     "'routing' must be float32, float64, float16 or bfloat16"),
+    ("route_topk complex", lambda: OPS.route_topk(routing.to(torch.complex64), 1), "'routing' must be float32"),
     ("route_topk E > NE", lambda: OPS.route_topk(routing, 5), "1 <= E <= NE; got E = 5 with NE = 4"),
     ("route_topk E = 0", lambda: OPS.route_topk(routing, 0), "1 <= E <= NE; got E = 0"),
     ("route_topk empty grid", lambda: OPS.route_topk(torch.randn(4, 0, 6), 1), "'routing' is empty"),
@@ -33,8 +34,9 @@ CASES = [
     ("forward F", lambda: OPS.forward(x, weight, indices, None, 3), "not a multiple of F = 3"),
     ("forward grid", lambda: OPS.forward(x, weight, indices[:, :4]), "'indices' has size 4"),
     ("forward indices dtype", lambda: OPS.forward(x, weight, indices.long()), "'indices' must be Int"),
-    ("forward x dtype", lambda: OPS.forward(x.int(), weight, indices), "'x' must be float32 or float64"),
-    ("forward bfloat16", lambda: OPS.forward(x.bfloat16(), weight.bfloat16(), indices), "'x' must be float32 or"),
+    ("forward x dtype", lambda: OPS.forward(x.int(), weight, indices), "'x' must be float32, float64, float16 or"),
+    ("forward half and bfloat16", lambda: OPS.forward(x.half(), weight.bfloat16(), indices),
+     "'weight' must have the dtype of 'x' (Half), got BFloat16"),
     ("forward mixed dtypes", lambda: OPS.forward(x, weight.double(), indices), "'weight' must have the dtype of 'x'"),
     ("forward device", lambda: OPS.forward(x, weight.to("meta"), indices), "'weight' must be on the device of 'x'"),
     ("forward values shape", lambda: OPS.forward(x, weight, indices, values[:1]), "'values' must have the shape"),
@@ -73,7 +75,7 @@ CASES = [
     ("error_quantile q", lambda: OPS.error_quantile(grad_y, None, 1.5, 1.0), "'q' must lie in [0, 1]"),
     ("error_quantile scale", lambda: OPS.error_quantile(grad_y, None, 0.5, 0.0), "'scale' must be a finite number"),
     ("error_quantile response", lambda: OPS.error_quantile(grad_y, grad_y[:1], 0.5, 1.0), "'response' must have"),
-    ("error_quantile dtype", lambda: OPS.error_quantile(grad_y.half(), None, 0.5, 1.0), "'grad_y' must be float32"),
+    ("error_quantile dtype", lambda: OPS.error_quantile(grad_y.int(), None, 0.5, 1.0), "'grad_y' must be float32"),
     ("error_quantile beyond int32", lambda: OPS.error_quantile(huge.view(2, 2**30), None, 0.5, 1.0),
      "'grad_y' of shape [2, 1073741824] has more than 2^31 - 1"),
     # rc_loss
@@ -84,6 +86,9 @@ CASES = [
     ("rc_loss routing rank", lambda: OPS.rc_loss(grad_y, None, indices, routing[None].expand(2, -1, -1, -1), quantile,
                                                  30.0), "'routing' must have shape [NE, H, W] (like indices)"),
     ("rc_loss scale", lambda: OPS.rc_loss(grad_y, None, indices, routing, quantile, -1.0), "'scale' must be a finite"),
+    ("rc_loss half quantile", lambda: OPS.rc_loss(grad_y.bfloat16(), None, indices, routing.bfloat16(),
+                                                  quantile.bfloat16(), 30.0),
+     "'quantile' must be Float, the type 'grad_y' (BFloat16) computes in, got BFloat16"),
     ("rc_loss index range", lambda: OPS.rc_loss(grad_y, None, indices + 3, routing, quantile, 30.0), "outside the bank"),
 ]
 

@@ -1,0 +1,162 @@
+// float16 and bfloat16 layers (storage types; the kernels compute in float32): every op equals the
+// float32 op on the widened inputs, with its results rounded to the storage type. A rounded result
+// may land one unit in the last place away from the rounded float32 one (the two sum in different
+// orders), so tensors compare within one such unit of the largest value.
+#include <ATen/Context.h>
+#include <gtest/gtest.h>
+
+#include "layer_config.h"
+#include "reference.h"
+#include "smoe_ops.h"
+
+namespace smoe {
+namespace {
+
+using testing::LayerConfig;
+
+// One unit in the last place at 1 for each storage type.
+double unit_of(at::ScalarType storage) {
+    return storage == at::kBFloat16 ? 1.0 / 128 : 1.0 / 1024;
+}
+
+at::Tensor widened(const at::Tensor &t) {
+    return t.to(at::kFloat);
+}
+
+struct HalfCase {
+    LayerConfig layer;
+    at::ScalarType storage;
+    at::DeviceType device;
+};
+
+std::string case_name(const HalfCase &p) {
+    std::ostringstream name;
+    name << p.layer << (p.storage == at::kHalf ? "_as_f16" : "_as_bf16") << (p.device == at::kCUDA ? "_cuda" : "_cpu");
+    return name.str();
+}
+
+// gtest prints parameters with this (else as raw bytes).
+void PrintTo(const HalfCase &p, std::ostream *out) {
+    *out << case_name(p);
+}
+
+std::vector<HalfCase> half_cases() {
+    std::vector<HalfCase> cases;
+    for (at::DeviceType device : {at::kCPU, at::kCUDA}) {
+        for (const LayerConfig &c : testing::layer_configs(4)) {
+            if (c.dtype != at::kFloat) continue;
+            for (at::ScalarType storage : {at::kHalf, at::kBFloat16}) cases.push_back({c, storage, device});
+        }
+    }
+    return cases;
+}
+
+// One layer in one storage type on one device, every op, against the float32 CPU kernels.
+class HalfPrecisionMatchesFloat32 : public ::testing::TestWithParam<HalfCase> {
+protected:
+    void SetUp() override {
+        const HalfCase &p = GetParam();
+        if (p.device == at::kCUDA && !at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+        c = p.layer;
+        storage = p.storage;
+        device = at::Device(p.device, 0);
+        tolerance = unit_of(storage);
+        const testing::LayerTensors t = testing::random_layer(c, 5);
+        x = t.x.to(storage);
+        weight = t.weight.to(storage);
+        routing = t.routing.to(storage);
+        grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}).to(storage);
+    }
+
+    at::Tensor on_device(const at::Tensor &t) const { return t.to(device); }
+
+    void expect_close(const at::Tensor &actual, const at::Tensor &float32_result, const char *what,
+                      double units = 1) const {
+        ASSERT_EQ(actual.scalar_type(), storage) << what;
+        const std::string mismatch =
+            reference::compare(widened(actual.cpu()), widened(float32_result.to(storage)), units * tolerance);
+        EXPECT_TRUE(mismatch.empty()) << what << ": " << mismatch;
+    }
+
+    LayerConfig c;
+    at::ScalarType storage = at::kFloat;
+    at::Device device = at::kCPU;
+    double tolerance = 0;
+    at::Tensor x, weight, routing, grad_y;
+};
+
+TEST_P(HalfPrecisionMatchesFloat32, EveryOp) {
+    // Routing: that of the widened scores; the values are the stored scores.
+    auto [indices, values] = smoe::route_topk(on_device(routing), c.E);
+    auto [indices32, values32] = smoe::route_topk(widened(routing), c.E);
+    EXPECT_TRUE(at::equal(indices.cpu(), indices32));
+    ASSERT_EQ(values.scalar_type(), storage);
+    EXPECT_TRUE(at::equal(widened(values.cpu()), values32));
+
+    std::optional<at::Tensor> gate, gate32;
+    if (c.weighted) {
+        gate = values;
+        gate32 = values32;
+    }
+    expect_close(smoe::forward(on_device(x), on_device(weight), indices, gate, c.F),
+                 smoe::forward(widened(x), widened(weight), indices32, gate32, c.F), "y");
+
+    // The quantile: that of the widened values, in float32.
+    const at::Tensor quantile = smoe::error_quantile(on_device(grad_y), std::nullopt, 0.7, 3.0);
+    ASSERT_EQ(quantile.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(quantile.cpu(), smoe::error_quantile(widened(grad_y), std::nullopt, 0.7, 3.0)));
+
+    // The backward with damping, and with the RC loss where the layer allows it (NE > E) and the
+    // signal is dy alone. With a weighted gate the signal dy·u uses the response u stored in the
+    // storage type, so the gate's gradient is compared within a few units.
+    BackwardOptions options;
+    options.damping = 0.1;
+    options.rc_loss = !c.weighted && c.NE > c.E;
+    std::optional<at::Tensor> rc_routing, rc_routing32;
+    if (options.rc_loss) {
+        rc_routing = on_device(routing);
+        rc_routing32 = widened(routing);
+    }
+    auto [grad_x, grad_weight, grad_routing, loss] =
+        smoe::spatial_moe_backward(on_device(grad_y), on_device(x), on_device(weight), indices, gate, rc_routing,
+                                   c.F, options, {true, true, true});
+    auto [grad_x32, grad_weight32, grad_routing32, loss32] =
+        smoe::spatial_moe_backward(widened(grad_y), widened(x), widened(weight), indices32, gate32, rc_routing32,
+                                   c.F, options, {true, true, true});
+    expect_close(grad_x, grad_x32, "grad_x");
+    expect_close(grad_weight, grad_weight32, "grad_weight");
+    expect_close(grad_routing, grad_routing32, "grad_routing", c.weighted ? 8 : 1);
+    if (options.rc_loss) {
+        ASSERT_EQ(loss.scalar_type(), at::kFloat);
+        const std::string mismatch = reference::compare(loss.cpu(), loss32, 1e-6);
+        EXPECT_TRUE(mismatch.empty()) << "rc loss: " << mismatch;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, HalfPrecisionMatchesFloat32, ::testing::ValuesIn(half_cases()),
+                         [](const auto &info) { return std::to_string(info.index) + "_" + case_name(info.param); });
+
+// Results round to bfloat16 to nearest with ties to even, as torch rounds (infinities and overflow
+// included): a 1×1 layer with one input and one output channel computes x·w exactly in float32 (two
+// 8-bit significands), and its rounding must equal torch's. Random values hit about one tie in 256.
+// NaN stays NaN (torch's own payloads differ between its scalar and vector paths), and the sum
+// starts at +0, so -0·w gives +0 as in the float32 kernel.
+TEST(HalfPrecisionRounding, BFloat16RoundsLikeTorch) {
+    at::manual_seed(3);
+    const at::Tensor x = at::cat({at::randn({8192}) * 1e3, at::tensor({NAN, INFINITY, -INFINITY, 0.f, -0.f, 1e-40f,
+                                                                        3e38f, -3e38f})})
+                             .to(at::kBFloat16)
+                             .view({1, 1, 1, -1});
+    const at::Tensor indices = at::zeros({1, 1, x.size(3)}, at::kInt);
+    for (float w : {1.0078125f, 1.5f, -2.9921875f, 0.33203125f}) {
+        const at::Tensor weight = at::full({1, 1, 1, 1}, w).to(at::kBFloat16);
+        const at::Tensor y = smoe::forward(x, weight, indices);
+        const at::Tensor expected = (x.to(at::kFloat) * weight.to(at::kFloat).item<float>()).to(at::kBFloat16);
+        const at::Tensor nan = at::isnan(expected);
+        EXPECT_TRUE(at::equal(at::isnan(y), nan)) << "w = " << w;
+        EXPECT_TRUE(at::equal(widened(y).masked_fill(nan, 0), widened(expected).masked_fill(nan, 0))) << "w = " << w;
+    }
+}
+
+}  // namespace
+}  // namespace smoe
