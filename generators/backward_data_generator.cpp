@@ -79,17 +79,24 @@ public:
         Func bank("bank");
         bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
 
+        // The weight tap (kw, kh) of output channel jf's expert at pixel (w, h) applies to input
+        // channel c: a Func, so that a schedule may lay it out per grid row.
+        std::vector<Var> tap_args = {kw, kh, c, w, h, jf};
+        if (!shared_routing) tap_args.push_back(b);
+        Func tap_weight("tap_weight");
+        tap_weight(tap_args) = bank(kw, kh, c, expert_row(row_args));
+
         // Reduction over the output channels of the K·K pixels this input pixel feeds.
         RDom r(0, K, 0, K, 0, slots, "r");
         Expr from_w = w - r.x + pad, from_h = h - r.y + pad;
-        std::vector<Expr> from_row = {from_w, from_h, r.z};
-        if (!shared_routing) from_row.push_back(b);
+        std::vector<Expr> from_tap = {r.x, r.y, c, from_w, from_h, r.z};
+        if (!shared_routing) from_tap.push_back(b);
         Func gradient("gradient");
         gradient(w, h, c, b) = cast(t, 0);
-        gradient(w, h, c, b) += bank(r.x, r.y, c, expert_row(from_row)) * grad_out(from_w, from_h, r.z, b);
+        gradient(w, h, c, b) += tap_weight(from_tap) * grad_out(from_w, from_h, r.z, b);
         (*grad_x)(w, h, c, b) = narrow(gradient(w, h, c, b), dtype);
 
-        BackwardDataStages stages{grad_out, bank, expert_row, gradient, *grad_x, w, h, c, b, r, shared_routing,
+        BackwardDataStages stages{grad_out, bank, expert_row, tap_weight, gradient, *grad_x, w, h, c, b, r, shared_routing,
                                   grad_x->dim(3).extent(), grad_x->dim(2).extent(), width};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {

@@ -11,6 +11,7 @@ struct BackwardDataStages {
     Halide::Func grad_out;    // dŷ, zero outside the grid, (w, h, jf, b)
     Halide::Func bank;        // the weight bank, (kw, kh, c, expert·F + f)
     Halide::Func expert_row;  // weight row of each output channel, (w, h, jf[, b])
+    Halide::Func tap_weight;  // bank(kw, kh, c, expert_row(w, h, jf[, b])), (kw, kh, c, w, h, jf[, b])
     Halide::Func gradient;    // grad_x as a reduction over r
     Halide::Func output;      // grad_x, (w, h, c, b)
     Halide::Var w, h, c, b;

@@ -23,6 +23,17 @@ const std::vector<KnobSpec> &pixel_tile_knobs_cpu() {
     return knobs;
 }
 
+const std::vector<KnobSpec> &backward_data_knobs_cpu() {
+    static const std::vector<KnobSpec> knobs = [] {
+        std::vector<KnobSpec> all = pixel_tile_knobs_cpu();
+        all.push_back({"row_vectors", {0, 1}, 0,
+                       "shared routing: the output vectorised along grid rows, each tap's weights gathered once "
+                       "per row for every sample (0: pixel tiles over channels x batch)"});
+        return all;
+    }();
+    return knobs;
+}
+
 const std::vector<KnobSpec> &pixel_tile_knobs_gpu() {
     static const std::vector<KnobSpec> knobs = {
         {"accumulators", {1, 2, 4, 8}, 4, "batch samples per thread"},
@@ -89,7 +100,8 @@ const std::vector<std::string> &tunable_ops() {
 }
 
 const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
-    if (op == "forward" || op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : pixel_tile_knobs_cpu();
+    if (op == "forward") return gpu ? pixel_tile_knobs_gpu() : pixel_tile_knobs_cpu();
+    if (op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : backward_data_knobs_cpu();
     if (op == "backward_weight") {
         static const std::vector<KnobSpec> cpu = {
             {"channel_vectors", {1, 2, 4, 8, 16}, 0,

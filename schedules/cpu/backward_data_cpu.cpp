@@ -1,13 +1,57 @@
-// CPU schedule of the input gradient: pixel-major register tiles (schedules/cpu/pixel_tiles.cpp)
-// over input channels x batch, reducing over the output channels of the neighbour pixels
-// innermost, then kw, kh. The rows of the neighbours' experts are computed a few grid rows at a
-// time, like the batch-innermost dŷ.
+// CPU schedules of the input gradient.
+//
+// Default: pixel-major register tiles (schedules/cpu/pixel_tiles.cpp) over input channels x batch,
+// reducing over the output channels of the neighbour pixels innermost, then kw, kh. The rows of the
+// neighbours' experts are computed a few grid rows at a time, like the batch-innermost dŷ.
+//
+// `row_vectors` (shared routing): the output is vectorised along grid rows. The weight every tap
+// applies at every pixel (tap_weight) is gathered once per grid row, row-contiguous, and reused by
+// every sample, so each tap of the reduction is a vector load of weights times a vector load of dŷ.
+// Layers with few channels and slots (heat: one of each) leave the pixel tiles' channel x batch
+// registers mostly empty and store them transposed; this keeps every load and store contiguous.
 #include "backward_data_schedule.h"
 #include "pixel_tiles.h"
 
 namespace smoe {
 
-void schedule_backward_data_cpu(BackwardDataStages &s, const Knobs &knobs, const Halide::Target &target) {
+using namespace Halide;
+
+namespace {
+
+void schedule_row_vectors(BackwardDataStages &s, const Knobs &knobs, int lanes) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    // Independent accumulator vectors along the row: the reduction's adds do not wait on each other.
+    constexpr int kRowVectors = 4;
+    const int row_tile = knobs["row_tile"];
+    Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), wv("wv"), wl("wl");
+    s.output.split(s.h, ho, hi, row_tile, tail)
+        .split(s.w, wo, wi, lanes * kRowVectors, tail)
+        .reorder(wi, wo, s.c, s.b, hi, ho)
+        .parallel(ho)
+        .vectorize(wi, lanes)
+        .unroll(wi);
+    s.gradient.compute_at(s.output, wo).vectorize(s.w, lanes).unroll(s.w);
+    s.gradient.update()
+        .split(s.w, wv, wl, lanes)
+        .reorder(wl, wv, s.r.z, s.r.x, s.r.y)
+        .vectorize(wl)
+        .unroll(wv);
+    // The tap weights of a task's rows, slid down them: each grid row's are gathered once.
+    const std::vector<Var> t = s.tap_weight.args();  // (kw, kh, c, w, h, jf)
+    s.tap_weight.store_at(s.output, ho).compute_at(s.output, hi).reorder_storage(t[3], t[0], t[1], t[2], t[5], t[4]);
+    s.tap_weight.reorder(t[3], t[0], t[1], t[2], t[5], t[4]).vectorize(t[3], lanes, tail);
+    // dŷ of the rows one output row reads, per sample.
+    const std::vector<Var> g = s.grad_out.args();  // (w, h, jf, b)
+    s.grad_out.compute_at(s.output, s.b).vectorize(g[0], lanes, tail);
+}
+
+}  // namespace
+
+void schedule_backward_data_cpu(BackwardDataStages &s, const Knobs &knobs, const Target &target) {
+    if (knobs["row_vectors"] == 1 && s.shared_routing) {
+        schedule_row_vectors(s, knobs, target.natural_vector_size(s.gradient.type()));
+        return;
+    }
     PixelTileStages tiles{s.grad_out, s.bank, s.expert_row, true, true, s.gradient, s.output, s.w, s.h, s.c, s.b,
                           s.r.z, {s.r.x, s.r.y}, s.batch, s.channels, s.width};
     schedule_pixel_tiles_cpu(tiles, knobs, target);
