@@ -114,6 +114,8 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
     }
     if (op == "route_topk") {
         static const std::vector<KnobSpec> cpu = {
+            {"pixel_tile", {0, 1}, 0,
+             "1: keys and ranks per vector of pixels (in L1), scatter vectorised; 0: per grid row"},
             {"pixel_vector", {4, 8, 16, 32}, 0, "pixels per vector (0: the target's natural width)"},
         };
         static const std::vector<KnobSpec> cuda = {
