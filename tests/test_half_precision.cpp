@@ -1,7 +1,8 @@
 // float16 and bfloat16 layers (storage types; the kernels compute in float32): every op equals the
-// float32 op on the widened inputs, with its results rounded to the storage type. A rounded result
-// may land one unit in the last place away from the rounded float32 one (the two sum in different
-// orders), so tensors compare within one such unit of the largest value.
+// float32 op on the widened inputs, and the plain LibTorch reference on them (DESIGN.md §4, damping
+// and the RC loss by the two-pass procedure), with its results rounded to the storage type. A
+// rounded result may land one unit in the last place away from the rounded float32 one (the two
+// sum in different orders), so tensors compare within one such unit of the largest value.
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
@@ -131,6 +132,23 @@ TEST_P(HalfPrecisionMatchesFloat32, EveryOp) {
         const std::string mismatch = reference::compare(loss.cpu(), loss32, 1e-6);
         EXPECT_TRUE(mismatch.empty()) << "rc loss: " << mismatch;
     }
+
+    // And against the plain LibTorch reference (DESIGN.md §4) on the widened inputs, directly.
+    auto [reference_indices, reference_values] = reference::route_topk(widened(routing), c.E);
+    EXPECT_TRUE(reference::compare(indices.cpu(), reference_indices, 0.0).empty());
+    std::optional<at::Tensor> reference_gate;
+    if (c.weighted) reference_gate = reference_values;
+    expect_close(smoe::forward(on_device(x), on_device(weight), indices, gate, c.F),
+                 reference::forward(widened(x), widened(weight), reference_indices, reference_gate, c.F),
+                 "y against the reference");
+    reference::TwoPassOptions two_pass;
+    two_pass.rc_loss = options.rc_loss;
+    two_pass.damping = options.damping;
+    const reference::TwoPassGradients expected = reference::two_pass_backward(
+        widened(x), widened(weight), widened(routing), c.E, c.F, c.weighted, widened(grad_y), two_pass);
+    expect_close(grad_x, expected.grad_x, "grad_x against the reference");
+    expect_close(grad_weight, expected.grad_weight, "grad_weight against the reference");
+    expect_close(grad_routing, expected.grad_routing, "grad_routing against the reference", c.weighted ? 8 : 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Layers, HalfPrecisionMatchesFloat32, ::testing::ValuesIn(half_cases()),
