@@ -96,10 +96,10 @@ struct Tables;
 #define SMOE_TABLES(Op, op)                                                                    \
     template <>                                                                                \
     struct Tables<Op##Args> {                                                                  \
-        static constexpr VariantTable<Op##Args> f32 = SMOE_VARIANT_TABLE(op, f32);         \
-        static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);         \
-        static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);         \
-        static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);       \
+        static constexpr VariantTable<Op##Args> f32 = SMOE_VARIANT_TABLE(op, f32);             \
+        static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);             \
+        static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);             \
+        static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);           \
         SMOE_CUDA_TABLES(Op, op)                                                               \
     };
 
@@ -236,8 +236,8 @@ void set_tuned_kernels_enabled(bool enabled) {
     tuned_kernels_enabled.store(enabled);
 }
 
-// Calls one of `kernels` (a function of the kernel-name suffix: f32, f16_cuda, ...) for the dtype and
-// device, or returns nullptr when this build has none.
+// Returns `kernels(suffix)` for the kernel-name suffix (f32, f16_cuda, ...) of the dtype and device,
+// or nullptr when this build has none.
 #define SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, kernels)                                      \
     do {                                                                                       \
         if (device == c10::DeviceType::CPU) {                                                  \
