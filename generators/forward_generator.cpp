@@ -84,7 +84,7 @@ public:
         (*y)(w, h, jf, b) = narrow(weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b), dtype);
 
         ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
-                             x->dim(3).extent(), y->dim(2).extent(), width};
+                             y->dim(3).extent(), y->dim(2).extent(), width};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_forward(stages, Knobs("forward", knobs, knobs_target, get_target()), get_target());

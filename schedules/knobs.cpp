@@ -26,6 +26,9 @@ const std::vector<KnobSpec> &pixel_tile_knobs_cpu() {
 const std::vector<KnobSpec> &backward_data_knobs_cpu() {
     static const std::vector<KnobSpec> knobs = [] {
         std::vector<KnobSpec> all = pixel_tile_knobs_cpu();
+        all.push_back({"channel_vectors", {0, 2, 4, 8}, 0,
+                       "input-channel vectors per register tile, each a contiguous run of a gathered weight row "
+                       "times a broadcast dy, for every batch (0: batch vectors; dot_channels under 4 samples)"});
         all.push_back({"row_vectors", {0, 1}, 0,
                        "shared routing: the output vectorised along grid rows, each tap's weights gathered once "
                        "per row for every sample (0: pixel tiles over channels x batch)"});

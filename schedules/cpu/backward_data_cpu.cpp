@@ -3,6 +3,9 @@
 // Default: pixel-major register tiles (schedules/cpu/pixel_tiles.cpp) over input channels x batch,
 // reducing over the output channels of the neighbour pixels innermost, then kw, kh. The rows of the
 // neighbours' experts are computed a few grid rows at a time, like the batch-innermost dŷ.
+// `channel_vectors` vectorises the input channels instead, for every batch: a gathered expert's
+// weights are contiguous along them, so each slot is a few vector loads times a broadcast dŷ,
+// with no gathers and no half-empty vectors when the batch is narrower than a vector.
 //
 // `row_vectors` (shared routing): the output is vectorised along grid rows. The weight every tap
 // applies at every pixel (tap_weight) is gathered once per grid row, row-contiguous, and reused by
@@ -53,7 +56,7 @@ void schedule_backward_data_cpu(BackwardDataStages &s, const Knobs &knobs, const
         return;
     }
     PixelTileStages tiles{s.grad_out, s.bank, s.expert_row, true, true, s.gradient, s.output, s.w, s.h, s.c, s.b,
-                          s.r.z, {s.r.x, s.r.y}, s.batch, s.channels, s.width};
+                          s.r.z, {s.r.x, s.r.y}, s.batch, s.channels, s.width, knobs["channel_vectors"]};
     schedule_pixel_tiles_cpu(tiles, knobs, target);
 }
 

@@ -101,6 +101,15 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
     const std::vector<RegisterTile> tiles =
         s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes, 1}, {1, 1, 1, 1}}
                                      : register_tiles(accumulators, batch_vectors, dot_channels, lanes);
+    // One sample: its tiles again, specialised on batch == 1. Halide substitutes the batch inside
+    // them, so the batch-innermost operand's and the accumulator's channel strides become the
+    // constant 1: vectors along channels are then dense loads instead of gathers. (Channel vectors
+    // keep a channel-innermost accumulator and broadcast the operand: nothing to gain there.)
+    const bool channel_vectors = s.channel_tiles_inside_outer && s.channel_vectors > 0;
+    for (const RegisterTile &t : tiles) {
+        if (t.batch != 1 || channel_vectors) continue;
+        schedule_output(out.specialize(s.batch == 1 && s.width >= t.pixels && s.channels >= t.channels), t);
+    }
     for (size_t i = 0; i + 1 < tiles.size(); ++i) {
         const RegisterTile &t = tiles[i];
         schedule_output(out.specialize(s.width >= t.pixels && s.channels >= t.channels && s.batch >= t.batch), t);
@@ -108,10 +117,28 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
     schedule_output(out, tiles.back());
 
     std::vector<VarOrRVar> outer_loops(s.outer.begin(), s.outer.end());
-    // The accumulator's batch vectors follow the output tile's: specialised on the batch, the
-    // widest width the batch fills first; below 4 lanes, vectors along the input channels instead.
+    // Otherwise the accumulator's batch vectors follow the output tile's: specialised on the batch,
+    // the widest width the batch fills first; below 4 lanes, vectors along the input channels.
     const std::vector<int> widths = batch_widths(lanes);
-    if (s.channel_tiles_inside_outer) {
+    if (channel_vectors) {
+        // Vectors along the output channels, for every batch: each a contiguous run of a gathered
+        // bank row times a broadcast operand, the tile's vectors in registers across the inner
+        // reduction. The accumulator is channel-innermost; the samples and pixels of the tile
+        // loop inside the channel tiles and taps, so that a tap's bank rows stay in L1.
+        Var ao("ao"), ai("ai"), cv("cv");
+        s.accumulator.compute_at(out, wo)
+            .reorder_storage(s.channel, s.b, s.w, s.h)
+            .vectorize(s.channel, lanes, TailStrategy::GuardWithIf);
+        std::vector<VarOrRVar> order = {cv, ai, s.inner, s.b, s.w, ao};
+        order.insert(order.end(), outer_loops.begin(), outer_loops.end());
+        order.push_back(s.h);
+        s.accumulator.update()
+            .split(s.channel, ao, ai, lanes * s.channel_vectors, TailStrategy::GuardWithIf)
+            .split(ai, ai, cv, lanes, TailStrategy::GuardWithIf)
+            .reorder(order)
+            .vectorize(cv)
+            .unroll(ai);
+    } else if (s.channel_tiles_inside_outer) {
         // The pixel tile's [channels x batch] accumulator stays in L1; register tiles of it are
         // loaded and stored around each pass of the inner reduction.
         Var ao("ao"), ai("ai"), ab("ab"), av("av");

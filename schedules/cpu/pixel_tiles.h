@@ -23,6 +23,11 @@ struct PixelTileStages {
     Halide::RVar inner;                  // ...innermost reduction variable (long, unit stride)
     std::vector<Halide::RVar> outer;     // remaining reduction variables, inner to outer
     Halide::Expr batch, channels, width;  // run-time extents, for specialisations
+    // With the L1 accumulator, N > 0 vectorises the output channels for every batch, N vectors
+    // per register tile, instead of the batch (or, under 4 samples, dot products over `inner`).
+    // Only worth it where the bank is contiguous along the output channels (the data gradient,
+    // whose output channels are those of a gathered expert row).
+    int channel_vectors = 0;
 };
 
 void schedule_pixel_tiles_cpu(PixelTileStages &stages, const Knobs &knobs, const Halide::Target &target);
