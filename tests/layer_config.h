@@ -39,6 +39,10 @@ inline std::vector<LayerConfig> layer_configs(int random_count) {
         {4, 2, 10, 9, 6, 3, 7, 1, false, false}, // K = 7, per-sample
         {16, 8, 12, 10, 16, 13, 3, 1, true, false},  // full register tiles plus tails
         {9, 5, 7, 11, 20, 14, 3, 3, true, true},
+        // One to three samples on rows wider than a vector of pixels (their batch-size specialisations)
+        {1, 20, 3, 35, 6, 3, 3, 1, true, false},
+        {2, 7, 4, 17, 5, 2, 3, 1, false, false},
+        {3, 6, 3, 18, 6, 4, 3, 2, true, true},
         {2, 3, 5, 6, 4, 2, 3, 2, true, true, at::kDouble},
         {3, 2, 4, 7, 5, 3, 5, 1, false, true, at::kDouble},
     };

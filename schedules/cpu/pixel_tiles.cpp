@@ -101,14 +101,17 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
     const std::vector<RegisterTile> tiles =
         s.channel_tiles_inside_outer ? std::vector<RegisterTile>{{1, 1, lanes, 1}, {1, 1, 1, 1}}
                                      : register_tiles(accumulators, batch_vectors, dot_channels, lanes);
-    // One sample: its tiles again, specialised on batch == 1. Halide substitutes the batch inside
-    // them, so the batch-innermost operand's and the accumulator's channel strides become the
-    // constant 1: vectors along channels are then dense loads instead of gathers. (Channel vectors
-    // keep a channel-innermost accumulator and broadcast the operand: nothing to gain there.)
+    // One to three samples: their tiles again, specialised on each batch size. Halide substitutes
+    // the batch inside them, so the batch-innermost operand's and the accumulator's channel
+    // strides become constants: vectors along channels are then dense (or interleaved) loads
+    // instead of gathers. (Channel vectors keep a channel-innermost accumulator and broadcast the
+    // operand: nothing to gain there.)
     const bool channel_vectors = s.channel_tiles_inside_outer && s.channel_vectors > 0;
-    for (const RegisterTile &t : tiles) {
-        if (t.batch != 1 || channel_vectors) continue;
-        schedule_output(out.specialize(s.batch == 1 && s.width >= t.pixels && s.channels >= t.channels), t);
+    for (int batch = 1; batch <= 3 && !channel_vectors; ++batch) {
+        for (const RegisterTile &t : tiles) {
+            if (t.batch != 1) continue;
+            schedule_output(out.specialize(s.batch == batch && s.width >= t.pixels && s.channels >= t.channels), t);
+        }
     }
     for (size_t i = 0; i + 1 < tiles.size(); ++i) {
         const RegisterTile &t = tiles[i];
@@ -132,12 +135,17 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
         std::vector<VarOrRVar> order = {cv, ai, s.inner, s.b, s.w, ao};
         order.insert(order.end(), outer_loops.begin(), outer_loops.end());
         order.push_back(s.h);
-        s.accumulator.update()
-            .split(s.channel, ao, ai, lanes * s.channel_vectors, TailStrategy::GuardWithIf)
-            .split(ai, ai, cv, lanes, TailStrategy::GuardWithIf)
-            .reorder(order)
-            .vectorize(cv)
-            .unroll(ai);
+        // Fewer channels than the tile holds take the widest tile they fill (halving the vectors)
+        // instead of masking whole vectors.
+        for (int vectors = s.channel_vectors; vectors >= 1; vectors /= 2) {
+            Stage update = vectors > 1 ? s.accumulator.update().specialize(s.channels >= lanes * vectors)
+                                       : s.accumulator.update();
+            update.split(s.channel, ao, ai, lanes * vectors, TailStrategy::GuardWithIf)
+                .split(ai, ai, cv, lanes, TailStrategy::GuardWithIf)
+                .reorder(order)
+                .vectorize(cv)
+                .unroll(ai);
+        }
     } else if (s.channel_tiles_inside_outer) {
         // The pixel tile's [channels x batch] accumulator stays in L1; register tiles of it are
         // loaded and stored around each pass of the inner reduction.

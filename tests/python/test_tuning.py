@@ -163,18 +163,24 @@ class TunedKernels(unittest.TestCase):
         if not active:
             self.skipTest("this CPU runs none of the tuned kernels' targets")
         rng = random.Random(5)
-        # Every class, every routing variant, with and without damping and the RC loss; one sample
-        # also on rows as wide as a vector of pixels or wider, and channels not a multiple of one.
-        for B, C, widths in ((1, 12, (1, 9)), (1, 37, (16, 21)), (3, 9, (1, 9)), (2, 3, (1, 9)), (6, 16, (1, 9)),
-                             (8, 2, (1, 9))):
+        # Every class, every routing variant, with and without damping and the RC loss; small
+        # batches also on rows as wide as a vector of pixels or wider, and channels not a multiple
+        # of one. The regular kernels of the same shapes too (the tuned ones replace them there).
+        for B, C, widths in ((1, 12, (1, 9)), (1, 37, (16, 21)), (2, 19, (16, 40)), (3, 9, (1, 9)), (2, 3, (1, 9)),
+                             (6, 16, (1, 9)), (8, 2, (1, 9))):
             for shared in (True, False):
                 for weighted in (False, True):
                     case = dict(B=B, C=C, H=rng.randint(2, 7), W=rng.randint(*widths), NE=6, E=3, K=3, F=rng.choice([1, 2]),
                                 shared=shared, weighted=weighted, dtype=torch.float32, rc_loss=True, q=0.7,
                                 damping=rng.choice([None, 0.1]), rc_weight=1.0, error_scale=None, ties=False,
                                 seed=rng.randrange(2**31))
-                    with self.subTest(case=case):
-                        check_case(self, case)
+                    for tuned in (True, False):
+                        with self.subTest(case=case, tuned=tuned):
+                            smoe.set_tuned_kernels(tuned)
+                            try:
+                                check_case(self, case)
+                            finally:
+                                smoe.set_tuned_kernels(True)
 
     def test_measured_choice_is_cached_and_reused(self):
         if not any(line.endswith(" active") for line in smoe.tuned_kernels()):
