@@ -248,6 +248,22 @@ void register_benchmarks(double gemm_gflops) {
             }
         }
     }
+    // Small batches (inference, small training batches): forward and training step against naive.
+    for (LayerConfig config : smoe::bench::layer_configs()) {
+        for (int64_t batch : {1, 2, 3, 4}) {
+            config.batch = batch;
+            for (auto [kind, run] : {std::pair<const char *, LayerBenchmark>{"forward", forward_benchmark},
+                                     std::pair<const char *, LayerBenchmark>{"train_step", train_step_benchmark}}) {
+                for (Method method : {Method::smoe, Method::naive}) {
+                    const std::string name = "small_batch/" + config.name + "/b" + std::to_string(batch) + "/" + kind +
+                                             "/" + smoe::bench::method_name(method);
+                    benchmark::RegisterBenchmark(name.c_str(), run, config, method, gemm_gflops)
+                        ->UseRealTime()
+                        ->Unit(benchmark::kMillisecond);
+                }
+            }
+        }
+    }
     // Tuned against regular kernels, at the layers' batch and at batch 1 (inference).
     for (LayerConfig config : smoe::bench::layer_configs()) {
         for (int64_t batch : {config.batch, int64_t{1}}) {
