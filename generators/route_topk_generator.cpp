@@ -50,24 +50,30 @@ public:
         Expr magnitude_mask = key_type.max();  // all bits but the sign
         key(w, h, e, b) = raw ^ ((raw >> (bits - 1)) & magnitude_mask);
 
-        // rank(e) = #{o : key(o) > key(e), or key(o) == key(e) and o < e}. The tie case folds into
-        // one comparison: for o < e test key(o) + 1 > key(e); keys never reach the type's maximum
-        // because NaN was canonicalised.
-        RDom o(0, experts, "o");
+        // rank(e) = #{o : key(o) > key(e), or key(o) == key(e) and o < e}: on equal keys the
+        // experts below e beat it and those above do not. Two passes, one per side of e, so that
+        // no comparison carries the tie-break term.
+        RDom below(0, experts, "below");
+        below.where(below < e);
+        RDom above(0, experts, "above");
+        above.where(above > e);
         Func rank("rank");
         rank(w, h, e, b) = 0;
-        rank(w, h, e, b) += select(key(w, h, o, b) + cast(key_type, o < e) > key(w, h, e, b), 1, 0);
+        rank(w, h, e, b) += select(key(w, h, below, b) >= key(w, h, e, b), 1, 0);
+        rank(w, h, e, b) += select(key(w, h, above, b) > key(w, h, e, b), 1, 0);
 
+        // Every expert is stored: those ranked E or worse land in a spare slot E that no output
+        // reads, so the scatter needs no test per pixel. The ranks are a permutation of 0..NE-1
+        // and E <= NE, so each slot below E receives exactly one expert and needs no initial value.
         RDom scatter(0, experts, "scatter");
-        scatter.where(rank(w, h, scatter, b) < selected);
         Func slot_expert("slot_expert");
-        slot_expert(w, h, j, b) = 0;
-        slot_expert(w, h, clamp(rank(w, h, scatter, b), 0, selected - 1), b) = scatter;
+        slot_expert(w, h, j, b) = undef<int32_t>();
+        slot_expert(w, h, clamp(rank(w, h, scatter, b), 0, selected), b) = scatter;
 
         (*indices)(w, h, j, b) = slot_expert(w, h, j, b);
-        (*values)(w, h, j, b) = (*routing)(w, h, clamp(slot_expert(w, h, j, b), 0, experts - 1), b);
+        (*values)(w, h, j, b) = (*routing)(w, h, clamp((*indices)(w, h, j, b), 0, experts - 1), b);
 
-        RouteTopKStages stages{key, rank, slot_expert, *indices, *values, w, h, e, j, b, o, scatter};
+        RouteTopKStages stages{key, rank, slot_expert, *indices, *values, w, h, e, j, b, below, above, scatter};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_route_topk(stages, Knobs("route_topk", knobs, knobs_target, get_target()), get_target());

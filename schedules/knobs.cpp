@@ -120,6 +120,7 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
             {"pixel_tile", {0, 1}, 0,
              "1: keys and ranks per vector of pixels (in L1), scatter vectorised; 0: per grid row"},
             {"pixel_vector", {4, 8, 16, 32}, 0, "pixels per vector (0: the target's natural width)"},
+            {"rows_per_task", {1, 2, 4, 8, 16, 32}, 8, "grid rows per parallel task of the score gather"},
         };
         static const std::vector<KnobSpec> cuda = {
             {"pixel_vector", {32, 64, 128, 256}, 32, "threads per block row"},

@@ -9,11 +9,12 @@ namespace smoe {
 // The Funcs of generators/route_topk_generator.cpp that a schedule makes decisions about.
 struct RouteTopKStages {
     Halide::Func key;          // order-preserving integer key of each score, (w, h, e, b)
-    Halide::Func rank;         // rank of each expert at its pixel, (w, h, e, b)
+    Halide::Func rank;         // rank of each expert at its pixel, (w, h, e, b); update 0 counts
+                               // the experts below e that beat it, update 1 those above
     Halide::Func slot_expert;  // expert of each slot (scatter of the ranks < E), (w, h, j, b)
     Halide::Func indices, values;
     Halide::Var w, h, e, j, b;
-    Halide::RDom o, scatter;
+    Halide::RDom below, above, scatter;
 };
 
 void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);

@@ -1,4 +1,5 @@
-// CPU schedule of top-E routing, one grid row per task.
+// CPU schedule of top-E routing, one grid row per task: the row's ranks and its scatter into the
+// slots run in the task, on the task's own copy of the row's slots.
 //
 // Default: the ranks of a row are computed vectorised across pixels (each lane is one pixel
 // comparing against every expert), then scattered to slots pixel by pixel.
@@ -7,6 +8,9 @@
 // expert's rank is computed just before it is scattered, and the scatter itself is vectorised
 // across the pixels (lanes write distinct pixels). With many experts a whole row's keys and ranks
 // (NE × W each) no longer fit in L1.
+//
+// `rows_per_task`: the gather of the selected scores is a few loads per pixel and slot, so one
+// row is too little work for a parallel task; thread-pool hand-offs then cost more than the rows.
 #include "route_topk_schedule.h"
 
 namespace smoe {
@@ -17,27 +21,30 @@ void schedule_route_topk_cpu(RouteTopKStages &s, const Knobs &knobs, const Targe
     const int lanes = knobs["pixel_vector"] > 0 ? knobs["pixel_vector"] : target.natural_vector_size(Int(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var row("row"), wo("wo"), wi("wi");
-    s.slot_expert.compute_root().fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, tail);
-    if (knobs["pixel_tile"] == 1) {
-        s.slot_expert.update()
-            .fuse(s.h, s.b, row)
-            .parallel(row)
-            .split(s.w, wo, wi, lanes, tail)
-            .reorder(wi, s.scatter, wo)
-            .vectorize(wi);
-        // On the stack: a heap block per vector of pixels would cost more than its ranks.
-        s.rank.compute_at(s.slot_expert, s.scatter).store_in(MemoryType::Stack).vectorize(s.w, lanes, tail);
-        s.rank.update().reorder(s.w, s.o, s.e).vectorize(s.w, lanes, tail);
-        s.key.compute_at(s.slot_expert, wo).store_in(MemoryType::Stack).vectorize(s.w, lanes, tail);
-    } else {
-        s.slot_expert.update().fuse(s.h, s.b, row).parallel(row).reorder(s.scatter, s.w);
-        s.rank.compute_at(s.slot_expert, row).vectorize(s.w, lanes, tail);
-        s.rank.update().reorder(s.w, s.o, s.e).vectorize(s.w, lanes, tail);
-        s.key.compute_at(s.slot_expert, row).vectorize(s.w, lanes, tail);
-    }
+    Func indices = s.indices, values = s.values;
+    indices.fuse(s.h, s.b, row).reorder(s.w, s.j, row).parallel(row).vectorize(s.w, lanes, tail);
+    values.fuse(s.h, s.b, row)
+        .reorder(s.w, s.j, row)
+        .parallel(row, knobs["rows_per_task"], tail)
+        .vectorize(s.w, lanes, tail);
 
-    for (Func out : {s.indices, s.values}) {
-        out.fuse(s.h, s.b, row).parallel(row).vectorize(s.w, lanes, tail);
+    s.slot_expert.compute_at(indices, row);
+    if (knobs["pixel_tile"] == 1) {
+        s.slot_expert.update().split(s.w, wo, wi, lanes, tail).reorder(wi, s.scatter, wo).vectorize(wi);
+        // On the stack: a heap block per vector of pixels would cost more than its ranks.
+        s.rank.compute_at(s.slot_expert, s.scatter).store_in(MemoryType::Stack);
+        s.key.compute_at(s.slot_expert, wo).store_in(MemoryType::Stack);
+    } else {
+        s.slot_expert.update().reorder(s.scatter, s.w);
+        s.rank.compute_at(indices, row);
+        s.key.compute_at(indices, row);
+    }
+    s.key.vectorize(s.w, lanes, tail);
+    s.rank.vectorize(s.w, lanes, tail);
+    // Both counting passes run across a vector of pixels, the other experts in the outer loop.
+    const RDom passes[] = {s.below, s.above};
+    for (int pass = 0; pass < 2; ++pass) {
+        s.rank.update(pass).reorder(s.w, passes[pass], s.e).vectorize(s.w, lanes, tail);
     }
 }
 

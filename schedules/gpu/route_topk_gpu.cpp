@@ -12,9 +12,11 @@ void schedule_route_topk_gpu(RouteTopKStages &s, const Knobs &knobs, const Targe
     s.rank.compute_root()
         .fuse(s.h, s.b, row)
         .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
-    s.rank.update()
-        .fuse(s.h, s.b, row)
-        .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+    for (int pass = 0; pass < 2; ++pass) {
+        s.rank.update(pass)
+            .fuse(s.h, s.b, row)
+            .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
+    }
     s.slot_expert.compute_root().fuse(s.h, s.b, row).gpu_tile(s.w, s.j, wo, eo, wi, ei, threads, 4,
                                                                 TailStrategy::GuardWithIf);
     s.slot_expert.update()
