@@ -37,6 +37,17 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
     return knobs;
 }
 
+const std::vector<KnobSpec> &forward_knobs_cpu() {
+    static const std::vector<KnobSpec> knobs = [] {
+        std::vector<KnobSpec> all = pixel_tile_knobs_cpu();
+        all.push_back({"dot_partials", {0, 1}, 0,
+                       "1: each dot product keeps a vector of partial sums over strided input channels for the "
+                       "whole reduction and sums its lanes once (for kernels that only see batches under 4)"});
+        return all;
+    }();
+    return knobs;
+}
+
 const std::vector<KnobSpec> &pixel_tile_knobs_gpu() {
     static const std::vector<KnobSpec> knobs = {
         {"accumulators", {1, 2, 4, 8}, 4, "batch samples per thread"},
@@ -103,7 +114,7 @@ const std::vector<std::string> &tunable_ops() {
 }
 
 const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
-    if (op == "forward") return gpu ? pixel_tile_knobs_gpu() : pixel_tile_knobs_cpu();
+    if (op == "forward") return gpu ? pixel_tile_knobs_gpu() : forward_knobs_cpu();
     if (op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : backward_data_knobs_cpu();
     if (op == "backward_weight") {
         static const std::vector<KnobSpec> cpu = {

@@ -9,6 +9,7 @@ namespace smoe {
 void schedule_forward_cpu(ForwardStages &s, const Knobs &knobs, const Halide::Target &target) {
     PixelTileStages tiles{s.input, s.bank, s.expert_row, false, false, s.response, s.output, s.w, s.h, s.jf, s.b,
                           s.r.z, {s.r.x, s.r.y}, s.batch, s.out_channels, s.width};
+    tiles.dot_partials = knobs["dot_partials"] == 1;
     schedule_pixel_tiles_cpu(tiles, knobs, target);
 }
 

@@ -179,6 +179,24 @@ void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Targ
             .reorder(dot_order)
             .vectorize(dot_lane);
         if (dot_channels > 1) dot.unroll(ai);
+    } else if (s.dot_partials) {
+        // Lane u of a dot product's vector sums the input channels u, u + lanes, ...: the
+        // tile's output channels are independent vector FMA chains over the whole reduction, and
+        // each output sums its lanes once at the end instead of after every step.
+        RVar channel_block("channel_block"), channel_lane("channel_lane");
+        Var lane("lane");
+        s.accumulator.compute_at(out, bo);
+        Func partial = s.accumulator.update()
+                           .split(s.inner, channel_block, channel_lane, lanes, TailStrategy::GuardWithIf)
+                           .rfactor(channel_lane, lane);
+        std::vector<VarOrRVar> order = {lane, s.b, s.channel, channel_block};
+        order.insert(order.end(), outer_loops.begin(), outer_loops.end());
+        order.push_back(s.w);
+        order.push_back(s.h);
+        partial.compute_at(out, bo).reorder_storage(lane, s.channel, s.b, s.w, s.h).vectorize(lane);
+        partial.update().reorder(order).vectorize(lane);
+        if (dot_channels > 1) partial.update().unroll(s.channel, dot_channels, TailStrategy::GuardWithIf);
+        s.accumulator.update().atomic().vectorize(channel_lane);
     } else {
         // Register tiles per (pixel tile, channel tile, batch tile): batch lanes contiguous and
         // every vector of a pixel's tile unrolled, so that it lives in registers across the

@@ -28,6 +28,10 @@ struct PixelTileStages {
     // Only worth it where the bank is contiguous along the output channels (the data gradient,
     // whose output channels are those of a gathered expert row).
     int channel_vectors = 0;
+    // Register-tile path: true sums each dot product in a vector of partial sums over the whole
+    // reduction (an rfactor of `inner`), for every batch; only worth it in a kernel that serves
+    // batches under 4 alone.
+    bool dot_partials = false;
 };
 
 void schedule_pixel_tiles_cpu(PixelTileStages &stages, const Knobs &knobs, const Halide::Target &target);
