@@ -11,7 +11,8 @@ struct RouteTopKStages {
     Halide::Func key;          // order-preserving integer key of each score, (w, h, e, b)
     Halide::Func rank;         // rank of each expert at its pixel, (w, h, e, b); update 0 counts
                                // the experts below e that beat it, update 1 those above
-    Halide::Func slot_expert;  // expert of each slot (scatter of the ranks < E), (w, h, j, b)
+    Halide::Func slot_expert;  // expert of each slot, (w, h, j, b): a scatter of every expert
+                               // by rank, no pure values; slot E collects the ranks >= E
     Halide::Func indices, values;
     Halide::Var w, h, e, j, b;
     Halide::RDom below, above, scatter;

@@ -17,8 +17,8 @@ void schedule_route_topk_gpu(RouteTopKStages &s, const Knobs &knobs, const Targe
             .fuse(s.h, s.b, row)
             .gpu_tile(s.w, s.e, wo, eo, wi, ei, threads, 4, TailStrategy::GuardWithIf);
     }
-    s.slot_expert.compute_root().fuse(s.h, s.b, row).gpu_tile(s.w, s.j, wo, eo, wi, ei, threads, 4,
-                                                                TailStrategy::GuardWithIf);
+    // The slots have no initial values (every read slot is scattered to), so only the scatter runs.
+    s.slot_expert.compute_root();
     s.slot_expert.update()
         .fuse(s.h, s.b, row)
         .split(s.w, wo, wi, threads, TailStrategy::GuardWithIf)
