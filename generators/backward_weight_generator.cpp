@@ -116,7 +116,7 @@ public:
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
         BackwardWeightStages stages{input, gated, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
-                                    w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent()};
+                                    w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent(), K};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_backward_weight(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());

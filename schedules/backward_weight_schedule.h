@@ -17,7 +17,8 @@ struct BackwardWeightStages {
     Halide::Var kw, kh, c, row, band, w, h, jf, b;
     Halide::RDom rb, p, t;
     bool shared_routing;
-    Halide::Expr channels;  // C, for specialisations
+    Halide::Expr channels;     // C, for specialisations
+    Halide::Expr kernel_size;  // K
 };
 
 void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,

@@ -32,6 +32,12 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
         all.push_back({"row_vectors", {0, 1}, 0,
                        "shared routing: the output vectorised along grid rows, each tap's weights gathered once "
                        "per row for every sample (0: pixel tiles over channels x batch)"});
+        all.push_back({"formulation", {0, 1}, 0,
+                       "0: pixel tiles; 1: channel axpys, per pixel channel vectors x samples in registers, each "
+                       "step a gathered row times broadcast dy, written in pixel vectors"});
+        all.push_back({"axpy_batch", {1, 2, 4, 8}, 0, "channel axpys: samples of the widest register tile (0: registers / 4)"});
+        all.push_back({"axpy_vectors", {1, 2, 3, 4}, 0,
+                       "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)"});
         return all;
     }();
     return knobs;
@@ -43,6 +49,13 @@ const std::vector<KnobSpec> &forward_knobs_cpu() {
         all.push_back({"dot_partials", {0, 1}, 0,
                        "1: each dot product keeps a vector of partial sums over strided input channels for the "
                        "whole reduction and sums its lanes once (for kernels that only see batches under 4)"});
+        all.push_back({"formulation", {0, 1}, 0,
+                       "0: pixel tiles, the batch in the vector lanes; 1: channel dots, the input channels in the "
+                       "lanes (full vectors whatever the batch)"});
+        all.push_back({"dot_batch", {1, 2, 4, 8}, 0,
+                       "channel dots: samples of the widest register tile (0: registers / 4, 8 on AVX-512)"});
+        all.push_back({"dot_slots", {1, 2, 3, 4, 6}, 0,
+                       "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch)"});
         return all;
     }();
     return knobs;
@@ -123,6 +136,9 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
             {"band_lanes", {0, 1}, 0,
              "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
              "(0: channel vectors, one task per band)"},
+            {"formulation", {0, 1}, 0,
+             "shared routing: 0: channel chunks per tap; 1: tap tiles, every tap of a block of "
+             "channel_vectors channel vectors in registers, blocks outermost in a band"},
         };
         return gpu ? no_knobs() : cpu;
     }

@@ -7,12 +7,16 @@
 // weights are contiguous along them, so each slot is a few vector loads times a broadcast dŷ,
 // with no gathers and no half-empty vectors when the batch is narrower than a vector.
 //
+// `formulation=1`: channel axpys (schedules/cpu/channel_axpys.cpp), per pixel a register tile of
+// channel vectors x samples, written in pixel vectors.
+//
 // `row_vectors` (shared routing): the output is vectorised along grid rows. The weight every tap
 // applies at every pixel (tap_weight) is gathered once per grid row, row-contiguous, and reused by
 // every sample, so each tap of the reduction is a vector load of weights times a vector load of dŷ.
 // Layers with few channels and slots (heat: one of each) leave the pixel tiles' channel x batch
 // registers mostly empty and store them transposed; this keeps every load and store contiguous.
 #include "backward_data_schedule.h"
+#include "channel_axpys.h"
 #include "pixel_tiles.h"
 
 namespace smoe {
@@ -51,6 +55,10 @@ void schedule_row_vectors(BackwardDataStages &s, const Knobs &knobs, int lanes) 
 }  // namespace
 
 void schedule_backward_data_cpu(BackwardDataStages &s, const Knobs &knobs, const Target &target) {
+    if (knobs["formulation"] == 1) {
+        schedule_channel_axpys_cpu(s, knobs, target);
+        return;
+    }
     if (knobs["row_vectors"] == 1 && s.shared_routing) {
         schedule_row_vectors(s, knobs, target.natural_vector_size(s.gradient.type()));
         return;

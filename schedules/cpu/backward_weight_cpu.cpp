@@ -3,6 +3,7 @@
 // channel vectors is accumulated across the batch in registers, then added to the expert's row of
 // the band's partial sum. Bands are summed last, in band order, vectorised over channels.
 #include "backward_weight_schedule.h"
+#include "tap_tiles.h"
 
 namespace smoe {
 
@@ -43,6 +44,10 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, c
     const int lanes = target.natural_vector_size(s.total.type());
     if (knobs["band_lanes"] == 1 && s.shared_routing) {
         schedule_bands_in_lanes(s, lanes);
+        return;
+    }
+    if (knobs["formulation"] == 1 && s.shared_routing) {
+        schedule_tap_tiles_cpu(s, knobs, target);
         return;
     }
     const int registers = target.has_feature(Target::AVX512) ? 32 : 16;

@@ -1,0 +1,100 @@
+// CPU schedule of the input gradient's channel-axpys formulation (knob formulation=1).
+//
+// grad_x at a pixel is, over the taps and the slots of the neighbours it feeds, a sum of gathered
+// expert rows (contiguous along the input channels) times broadcast dŷ values: each step of the
+// reduction is an axpy along the channels. The vectors run along the channels, so they are full
+// whatever the batch:
+//
+// - Register tile: `axpy_vectors` channel vectors x `axpy_batch` samples. Per step it loads that
+//   many vectors of one gathered row and broadcasts one dŷ per sample.
+// - Output: a tile's channels x samples are kept for `lanes` neighbouring pixels in L1, then
+//   written as whole vectors along the grid row (NCHW rows are contiguous along w). Narrow grids
+//   write one pixel at a time.
+// - The batch tiles halve down to one sample; the channel tiles keep the register budget.
+// - dŷ is re-laid out samples-innermost for the rows a task needs, slid down its rows.
+#include "channel_axpys.h"
+
+#include <algorithm>
+
+namespace smoe {
+
+using namespace Halide;
+
+namespace {
+
+struct AxpyTile {
+    int pixels;   // neighbouring pixels along w written together
+    int vectors;  // channel vectors
+    int batch;    // samples
+};
+
+}  // namespace
+
+void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const Target &target) {
+    const int lanes = target.natural_vector_size(s.gradient.type());
+    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    // Half the registers accumulate; the rest hold a row's vectors and the samples' broadcasts.
+    const int accumulators = registers / 2;
+    const int widest_batch = knobs["axpy_batch"] > 0 ? knobs["axpy_batch"] : registers / 4;
+    const int row_tile = knobs["row_tile"];
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+
+    std::vector<AxpyTile> tiles;
+    for (int batch = widest_batch; batch >= 1; batch /= 2) {
+        const int vectors = batch == widest_batch && knobs["axpy_vectors"] > 0 ? knobs["axpy_vectors"]
+                                                                               : std::max(1, accumulators / batch);
+        for (int pixels : {lanes, 1}) tiles.push_back({pixels, std::min(vectors, 4), batch});
+    }
+    tiles.push_back({1, 1, 1});
+    auto fits = [&](const AxpyTile &t) { return s.width >= t.pixels && s.batch >= t.batch; };
+
+    // The output: tasks of `row_tile` rows; per channel tile and batch tile, pixel vectors.
+    Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), co("co"), ci("ci"), bo("bo"), bi("bi");
+    Func out = s.output;
+    auto schedule_output = [&](Stage stage, const AxpyTile &t) {
+        stage.split(s.h, ho, hi, row_tile, tail)
+            .split(s.w, wo, wi, t.pixels, TailStrategy::ShiftInwards)
+            .split(s.c, co, ci, t.vectors * lanes, tail)
+            .split(s.b, bo, bi, t.batch, TailStrategy::ShiftInwards)
+            .reorder(wi, ci, bi, wo, bo, co, hi, ho)
+            .parallel(ho)
+            .unroll(bi);
+        if (t.pixels > 1) stage.vectorize(wi);
+    };
+    for (size_t i = 0; i + 1 < tiles.size(); ++i) schedule_output(out.specialize(fits(tiles[i])), tiles[i]);
+    schedule_output(out, tiles.back());
+
+    // A tile's gradient for its pixels, pixels innermost, in L1; each pixel's in registers.
+    Func pixel_tile = s.gradient.in(out);
+    pixel_tile.compute_at(out, wo)
+        .reorder_storage(s.w, s.c, s.b, s.h)
+        .reorder(s.c, s.b, s.w)
+        .vectorize(s.c, lanes, tail);
+    s.gradient.compute_at(pixel_tile, s.w).reorder_storage(s.c, s.b, s.w, s.h).vectorize(s.c, lanes, tail);
+    Var cv("cv");
+    s.gradient.update().split(s.c, s.c, cv, lanes, tail).reorder(cv, s.c, s.b, s.r.z, s.r.x, s.r.y).vectorize(cv);
+    auto register_tile = [&](Stage stage, const AxpyTile &t) {
+        stage.unroll(s.c, t.vectors, tail).unroll(s.b, t.batch, tail);
+    };
+    for (size_t i = 0; i + 1 < tiles.size(); ++i) {
+        register_tile(pixel_tile.specialize(fits(tiles[i])), tiles[i]);
+        register_tile(s.gradient.specialize(fits(tiles[i])), tiles[i]);
+        register_tile(s.gradient.update().specialize(fits(tiles[i])), tiles[i]);
+    }
+
+    // The bank channel-innermost, once per call: a gathered row's tap is one contiguous run.
+    const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
+    s.bank.compute_root()
+        .reorder_storage(k[2], k[0], k[1], k[3])
+        .reorder(k[2], k[0], k[1], k[3])
+        .parallel(k[3])
+        .vectorize(k[2], lanes, tail);
+
+    // dŷ samples-innermost for the rows a task reads, slid down them: a slot's batch is one run.
+    const std::vector<Var> g = s.grad_out.args();  // (w, h, jf, b)
+    s.grad_out.store_at(out, ho).compute_at(out, hi).reorder_storage(g[3], g[2], g[0], g[1]);
+    s.grad_out.reorder(g[3], g[0], g[2], g[1]).vectorize(g[3], std::min(lanes, widest_batch), tail);
+    s.expert_row.store_at(out, ho).compute_at(out, hi);
+}
+
+}  // namespace smoe
