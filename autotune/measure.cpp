@@ -151,44 +151,58 @@ bool OpBench::matches_reference(std::string &why) const {
     return true;
 }
 
-Measurement OpBench::measure(const Candidate &candidate) {
-    Measurement m;
+std::unique_ptr<Compiled> OpBench::prepare(const Candidate &candidate, std::string &error) {
     try {
-        std::vector<const void *> argv;
-        std::vector<double> scalars;
-        Callable callable = compile(candidate, argv, scalars);
-        JITUserContext context;
-        JITUserContext *context_ptr = &context;
-        argv[0] = &context_ptr;
+        auto c = std::make_unique<Compiled>();
+        c->callable = compile(candidate, c->argv, c->scalars);
+        c->context_ptr = &c->context;
+        c->argv[0] = &c->context_ptr;
         for (const std::string &name : output_names_) {
             Buffer<> &b = work_.buffers.at(name);
             std::memset(b.data(), 0, b.size_in_bytes());
         }
-        auto run = [&] {
-            const int status = callable.call_argv_fast(argv.size(), argv.data());
-            if (status != 0) throw std::runtime_error("the kernel returned error " + std::to_string(status));
-        };
-        run();  // warm-up: first-touch of scratch memory and the thread pool
+        time(*c, 1);  // warm-up: first-touch of scratch memory and the thread pool
         if (reference_.empty()) {
             for (const std::string &name : output_names_) reference_[name] = work_.buffers.at(name).copy();
-        } else if (!matches_reference(m.error)) {
-            return m;
+        } else if (!matches_reference(error)) {
+            return nullptr;
         }
+        return c;
+    } catch (const Halide::Error &e) {
+        error = first_line(e.what());
+    } catch (const std::exception &e) {
+        error = first_line(e.what());
+    }
+    return nullptr;
+}
+
+double OpBench::time(Compiled &c, int runs) {
+    std::vector<double> times;
+    for (int i = 0; i < runs; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        const int status = c.callable.call_argv_fast(c.argv.size(), c.argv.data());
+        if (status != 0) throw std::runtime_error("the kernel returned error " + std::to_string(status));
+        times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+    return times[times.size() / 2];
+}
+
+Measurement OpBench::measure(const Candidate &candidate) {
+    Measurement m;
+    std::unique_ptr<Compiled> c = prepare(candidate, m.error);
+    if (!c) return m;
+    try {
         // At least 5 runs and 0.3 s, at most 50 runs.
         std::vector<double> times;
         double total = 0;
-        while (times.size() < 5 || (total < 0.3 && times.size() < 50)) {
-            const auto start = std::chrono::steady_clock::now();
-            run();
-            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            times.push_back(seconds * 1e3);
-            total += seconds;
+        while (times.size() < 5 || (total < 300 && times.size() < 50)) {
+            times.push_back(time(*c, 1));
+            total += times.back();
         }
         std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
         m.milliseconds = times[times.size() / 2];
         m.ok = true;
-    } catch (const Halide::Error &e) {
-        m.error = first_line(e.what());
     } catch (const std::exception &e) {
         m.error = first_line(e.what());
     }

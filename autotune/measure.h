@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,15 @@ struct Measurement {
     std::string error;        // why it failed: compile error, run error, or wrong results
 };
 
+// A compiled candidate, ready to be timed again and again (interleaved with others).
+struct Compiled {
+    Halide::Callable callable;
+    std::vector<const void *> argv;
+    std::vector<double> scalars;
+    Halide::JITUserContext context;
+    Halide::JITUserContext *context_ptr = nullptr;
+};
+
 class OpBench {
 public:
     // `plugin_dir` holds libautoschedule_*.so; `threads` is the parallelism the autoschedulers plan for.
@@ -32,6 +42,11 @@ public:
     // Compiles and times the candidate. The first candidate that runs gives the reference results;
     // every later one must reproduce them (up to float reassociation) or it fails.
     Measurement measure(const Candidate &candidate);
+
+    // Compiles the candidate and checks its results as measure() does; nullptr (and `error`) when
+    // it fails. time() runs a compiled candidate `runs` times and returns the median milliseconds.
+    std::unique_ptr<Compiled> prepare(const Candidate &candidate, std::string &error);
+    double time(Compiled &compiled, int runs);
 
 private:
     Halide::Callable compile(const Candidate &candidate, std::vector<const void *> &argv, std::vector<double> &scalars);
