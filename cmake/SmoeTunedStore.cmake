@@ -2,14 +2,16 @@
 # makes of them.
 #
 # smoe_read_tuned_store(<path> <halide_version> <cpu_targets> <out_prefix>)
-#   Sets <out_prefix>_VALID (TRUE/FALSE), <out_prefix>_TARGET (the store's target, as written) and
-#   <out_prefix>_ENTRIES, a list of "op|shape_class|knobs" with knobs as name:value,... (default
-#   values left out). A corrupt store, a store of another Halide version or of a target this build
-#   does not compile for is rejected with a warning that says why; the defaults are then used.
+#   Sets <out_prefix>_VALID (TRUE/FALSE), <out_prefix>_TARGET (the store's target, as written),
+#   <out_prefix>_CPU (the CPU it was tuned on: "vendor|family|model", model empty when the store
+#   serves every model of the family) and <out_prefix>_ENTRIES, a list of "op|shape_class|knobs"
+#   with knobs as name:value,... (default values left out). A corrupt store, a store of another
+#   Halide version, of a target this build does not compile for, or without its CPU is rejected
+#   with a warning that says why; the defaults are then used.
 #
 # Script mode (used by the tests): cmake -DSTORE=<path> -DHALIDE_VERSION=<v> -DCPU_TARGETS=<a;b>
-#   -P cmake/SmoeTunedStore.cmake prints "valid <target>" and one "entry op|class|knobs" per line,
-#   or "rejected".
+#   -P cmake/SmoeTunedStore.cmake prints "valid <target> <vendor|family|model>" and one
+#   "entry op|class|knobs" per line, or "rejected".
 
 if (CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
   cmake_minimum_required(VERSION 3.28)
@@ -57,6 +59,17 @@ function(smoe_read_tuned_store path halide_version cpu_targets out)
         endforeach ()
         if (NOT known)
           set(why "its target ${target} is not one of this build's CPU targets (SMOE_CPU_TARGETS)")
+        else ()
+          string(JSON vendor ERROR_VARIABLE err GET "${text}" cpu vendor)
+          string(JSON family ERROR_VARIABLE err2 GET "${text}" cpu family)
+          string(JSON model ERROR_VARIABLE err3 GET "${text}" cpu model)
+          if (err OR err2 OR vendor STREQUAL "" OR NOT family MATCHES "^[0-9]+$" OR
+              (NOT err3 AND NOT model MATCHES "^[0-9]+$"))
+            set(why "it does not record the CPU it was tuned on (\"cpu\": {\"vendor\", \"family\"[, \"model\"]}; tune again)")
+          endif ()
+          if (err3)
+            set(model "")
+          endif ()
         endif ()
       endif ()
     endif ()
@@ -100,13 +113,56 @@ function(smoe_read_tuned_store path halide_version cpu_targets out)
   endif ()
   set(${out}_VALID TRUE PARENT_SCOPE)
   set(${out}_TARGET "${target}" PARENT_SCOPE)
+  set(${out}_CPU "${vendor}|${family}|${model}" PARENT_SCOPE)
   set(${out}_ENTRIES "${entries}" PARENT_SCOPE)
+endfunction()
+
+# smoe_host_cpu(<out>): the build machine's CPU as "vendor|family|model" (from /proc/cpuinfo).
+function(smoe_host_cpu out)
+  set(vendor "")
+  set(family "")
+  set(model "")
+  if (EXISTS /proc/cpuinfo)
+    file(STRINGS /proc/cpuinfo lines LIMIT_COUNT 40)
+    foreach (line IN LISTS lines)
+      if (line MATCHES "^vendor_id[ \t]*: *(.*)$" AND vendor STREQUAL "")
+        set(vendor "${CMAKE_MATCH_1}")
+      elseif (line MATCHES "^cpu family[ \t]*: *([0-9]+)" AND family STREQUAL "")
+        set(family "${CMAKE_MATCH_1}")
+      elseif (line MATCHES "^model[ \t]*: *([0-9]+)" AND model STREQUAL "")
+        set(model "${CMAKE_MATCH_1}")
+      endif ()
+    endforeach ()
+  endif ()
+  set(${out} "${vendor}|${family}|${model}" PARENT_SCOPE)
+endfunction()
+
+# smoe_cpu_matches(<store_cpu> <cpu> <out>): a store serves a CPU of its vendor and family, and of
+# its model when it names one.
+function(smoe_cpu_matches store_cpu cpu out)
+  string(REPLACE "|" ";" want "${store_cpu}")
+  string(REPLACE "|" ";" have "${cpu}|")
+  list(GET want 0 vendor)
+  list(GET want 1 family)
+  list(LENGTH want n)
+  set(model "")
+  if (n GREATER 2)
+    list(GET want 2 model)
+  endif ()
+  list(GET have 0 host_vendor)
+  list(GET have 1 host_family)
+  list(GET have 2 host_model)
+  set(${out} FALSE PARENT_SCOPE)
+  if (vendor STREQUAL host_vendor AND family STREQUAL host_family AND
+      (model STREQUAL "" OR model STREQUAL host_model))
+    set(${out} TRUE PARENT_SCOPE)
+  endif ()
 endfunction()
 
 if (CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
   smoe_read_tuned_store("${STORE}" "${HALIDE_VERSION}" "${CPU_TARGETS}" store)
   if (store_VALID)
-    message(STATUS "valid ${store_TARGET}")
+    message(STATUS "valid ${store_TARGET} ${store_CPU}")
     foreach (entry IN LISTS store_ENTRIES)
       message(STATUS "entry ${entry}")
     endforeach ()

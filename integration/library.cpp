@@ -3,8 +3,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "cpu_features.h"
 #include "kernel_registry.h"
 #include "smoe_ops.h"
+#include "variant_cache.h"
 
 TORCH_LIBRARY(smoe, m) {
     m.def("route_topk(Tensor routing, int E) -> (Tensor indices, Tensor values)");
@@ -25,6 +27,9 @@ TORCH_LIBRARY(smoe, m) {
           "int F=1, float rc_weight=1.0) -> (Tensor grad_routing, Tensor loss)");
     m.def("tuned_kernels() -> str[]", &smoe::tuned_kernels);
     m.def("set_tuned_kernels(bool enabled) -> ()", &smoe::set_tuned_kernels);
+    m.def("kernel_variants() -> str[]", &smoe::kernel_variants);
+    m.def("set_kernel_variant(str choice) -> ()", &smoe::set_kernel_variant);
+    m.def("kernel_choice_cache() -> str", &smoe::kernel_choice_cache);
 }
 
 namespace smoe {
@@ -36,11 +41,32 @@ void set_tuned_kernels(bool enabled) {
 std::vector<std::string> tuned_kernels() {
     std::vector<std::string> lines;
     for (const runtime::TunedVariantInfo &v : runtime::tuned_variants()) {
+        const char *why = v.active                                 ? " active"
+                          : runtime::cpu_runs_target(v.target) ? " inactive (tuned on another CPU)"
+                                                               : " inactive (this CPU does not run the target)";
         lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
                         (v.weighted ? "weighted" : "unweighted") + " " + v.shape_class + " " + v.knobs + " " +
-                        v.target + (v.active ? " active" : " inactive (this CPU does not run the target)"));
+                        v.target + " cpu=" + v.cpu + why);
     }
     return lines;
+}
+
+std::vector<std::string> kernel_variants() {
+    std::vector<std::string> lines;
+    for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) {
+        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
+                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " " + v.knobs);
+    }
+    return lines;
+}
+
+void set_kernel_variant(const std::string &choice) {
+    runtime::set_kernel_variant(choice);
+}
+
+std::string kernel_choice_cache() {
+    const std::optional<std::string> &path = runtime::kernel_cache_path();
+    return path ? *path : "off";
 }
 
 std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E) {

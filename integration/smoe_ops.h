@@ -75,4 +75,14 @@ std::vector<std::string> tuned_kernels();
 // Off: the regular kernels serve every call (to compare with the tuned ones); on by default.
 void set_tuned_kernels(bool enabled);
 
+// The formulation variants of the CPU float32 kernels (README "Choosing the kernels"), one line
+// each: "op routing gating name knobs".
+std::vector<std::string> kernel_variants();
+// Which kernel serves the CPU float32 calls of forward, backward_data and backward_weight:
+// "auto" (default: measured per shape and cached, or by shape class when SMOE_KERNEL_CACHE=off),
+// "regular", "tuned", or a formulation variant's name (channel_dots, channel_axpys, tap_tiles).
+void set_kernel_variant(const std::string &choice);
+// The file measured kernel choices are cached in, or "off".
+std::string kernel_choice_cache();
+
 }  // namespace smoe

@@ -1,5 +1,7 @@
 #include "cpu_features.h"
 
+#include <cpuid.h>
+
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -49,6 +51,57 @@ bool cpu_runs_target(const char *target) {
         if (!feature.empty() && !cpu_has(feature)) return false;
     }
     return true;
+}
+
+const CpuIdentity &host_cpu() {
+    static const CpuIdentity cpu = [] {
+        CpuIdentity id;
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
+            char vendor[13] = {};
+            std::memcpy(vendor, &ebx, 4);
+            std::memcpy(vendor + 4, &edx, 4);
+            std::memcpy(vendor + 8, &ecx, 4);
+            id.vendor = vendor;
+        }
+        if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+            const int base_family = (eax >> 8) & 0xf, base_model = (eax >> 4) & 0xf;
+            const int extended_family = (eax >> 20) & 0xff, extended_model = (eax >> 16) & 0xf;
+            id.family = base_family == 0xf ? base_family + extended_family : base_family;
+            id.model = base_family == 0x6 || base_family == 0xf ? (extended_model << 4) + base_model : base_model;
+        }
+        unsigned max_extended = __get_cpuid_max(0x80000000, nullptr);
+        if (max_extended >= 0x80000004) {
+            char brand[49] = {};
+            for (unsigned leaf = 0; leaf < 3; ++leaf) {
+                __get_cpuid(0x80000002 + leaf, &eax, &ebx, &ecx, &edx);
+                std::memcpy(brand + 16 * leaf, &eax, 4);
+                std::memcpy(brand + 16 * leaf + 4, &ebx, 4);
+                std::memcpy(brand + 16 * leaf + 8, &ecx, 4);
+                std::memcpy(brand + 16 * leaf + 12, &edx, 4);
+            }
+            id.name = brand;
+            id.name.erase(0, id.name.find_first_not_of(' '));
+        }
+        return id;
+    }();
+    return cpu;
+}
+
+std::string host_cpu_fingerprint() {
+    const CpuIdentity &cpu = host_cpu();
+    return cpu.vendor + "-" + std::to_string(cpu.family) + "-" + std::to_string(cpu.model);
+}
+
+bool cpu_matches(const char *store_cpu) {
+    std::stringstream parts(store_cpu);
+    std::string vendor, family, model;
+    std::getline(parts, vendor, '|');
+    std::getline(parts, family, '|');
+    std::getline(parts, model, '|');
+    const CpuIdentity &cpu = host_cpu();
+    return vendor == cpu.vendor && family == std::to_string(cpu.family) &&
+           (model.empty() || model == std::to_string(cpu.model));
 }
 
 }  // namespace smoe::runtime

@@ -5,8 +5,13 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Exception.h>
+
+#include <mutex>
+
 #include "cpu_features.h"
 #include "variant_cache.h"
+#include "smoe_formulation_variants.h"
 #include "smoe_kernels.h"
 #include "smoe_tuned_variants.h"
 
@@ -174,48 +179,85 @@ const ClassTable<Args> &tuned_table(bool shared_routing, bool weighted) {
 
 std::atomic<bool> tuned_kernels_enabled{true};
 
-// With SMOE_KERNEL_CACHE set: the regular kernel and every active tuned variant of the op, measured
-// once per shape on this machine (runtime/variant_cache.h).
-template <typename Args, bool Shared, bool Weighted>
-int measured_dispatch(void *uc, const Args &a) {
-    std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
-    std::vector<std::string> names = {"default"};
-    for (const TunedVariantInfo &v : tuned_variants()) {
-        if (v.active && std::string(v.op) == TunedOp<Args>::name && v.shared_routing == Shared &&
-            v.weighted == Weighted) {
-            kernels.push_back(reinterpret_cast<Kernel<Args>>(v.kernel));
-            names.push_back(std::string(v.shape_class) + ":" + v.knobs + "@" + v.target);
+// The kernel choice of set_kernel_variant(); "auto" by default.
+std::mutex choice_mutex;
+std::string choice = "auto";
+
+std::string current_choice() {
+    std::lock_guard<std::mutex> lock(choice_mutex);
+    return choice;
+}
+
+// The formulation variant of an op and routing variant, or nullptr when the build has none.
+template <typename Args>
+const FormulationVariantInfo *formulation_of(bool shared_routing, bool weighted) {
+    for (const FormulationVariantInfo &v : formulation_variants()) {
+        if (std::string(v.op) == TunedOp<Args>::name && v.shared_routing == shared_routing && v.weighted == weighted) {
+            return &v;
         }
     }
+    return nullptr;
+}
+
+// With the choice "auto" and measurement on: the regular kernel, the op's formulation variant and
+// the active tuned variant of the call's class, measured once per shape on this CPU
+// (runtime/variant_cache.h).
+template <typename Args, bool Shared, bool Weighted>
+int measured_dispatch(void *uc, const Args &a, Kernel<Args> formulation, const char *formulation_name,
+                      Kernel<Args> tuned, int shape_class) {
+    std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
+    std::vector<std::string> names = {"regular"};
+    if (formulation != nullptr) {
+        kernels.push_back(formulation);
+        names.push_back(formulation_name);
+    }
+    if (tuned != nullptr) {
+        for (const TunedVariantInfo &v : tuned_variants()) {
+            if (reinterpret_cast<Kernel<Args>>(v.kernel) == tuned && shape_class_index(v.shape_class) == shape_class) {
+                kernels.push_back(tuned);
+                names.push_back(std::string("tuned:") + v.shape_class + ":" + v.knobs + "@" + v.target);
+                break;
+            }
+        }
+    }
+    if (kernels.size() == 1) return kernels[0](uc, a);
     const std::string key = std::string(TunedOp<Args>::name) + (Shared ? " shared " : " per_sample ") +
                             (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
     const int chosen = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
     return kernels[chosen](uc, a);
 }
 
-// CPU float32 calls of an op with tuned variants: the variant of the call's shape class, if this
-// CPU runs it, else the regular kernel; measured choices instead when SMOE_KERNEL_CACHE is set.
+// CPU float32 calls of an op with variants (README "Choosing the kernels").
 template <typename Args, bool Shared, bool Weighted>
-int tuned_dispatch(void *uc, const Args &a) {
-    if (!tuned_kernels_enabled.load(std::memory_order_relaxed)) return Tables<Args>::f32[Shared][Weighted](uc, a);
-    if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a);
+int variant_dispatch(void *uc, const Args &a) {
+    const Kernel<Args> regular = Tables<Args>::f32[Shared][Weighted];
+    const FormulationVariantInfo *info = formulation_of<Args>(Shared, Weighted);
+    const Kernel<Args> formulation = info != nullptr ? reinterpret_cast<Kernel<Args>>(info->kernel) : nullptr;
     const halide_buffer_t *in = TunedOp<Args>::input(a);
+    const int64_t channels = in->dim[2].extent;
+    const int shape_class = shape_class_index(in->dim[3].extent, channels);
     const Kernel<Args> tuned =
-        tuned_table<Args>(Shared, Weighted)[shape_class_index(in->dim[3].extent, in->dim[2].extent)];
-    return (tuned != nullptr ? tuned : Tables<Args>::f32[Shared][Weighted])(uc, a);
+        tuned_kernels_enabled.load(std::memory_order_relaxed) ? tuned_table<Args>(Shared, Weighted)[shape_class] : nullptr;
+    const std::string chosen = current_choice();
+    if (chosen == "regular") return regular(uc, a);
+    if (chosen == "tuned") return (tuned != nullptr ? tuned : regular)(uc, a);
+    if (chosen != "auto") return (info != nullptr && chosen == info->name ? formulation : regular)(uc, a);
+    if (kernel_cache_path()) {
+        return measured_dispatch<Args, Shared, Weighted>(uc, a, formulation, info ? info->name : "", tuned, shape_class);
+    }
+    if (tuned != nullptr) return tuned(uc, a);
+    return (formulation != nullptr && channels >= 8 ? formulation : regular)(uc, a);
 }
 
 template <typename Args>
-Kernel<Args> with_tuned_variants(const VariantTable<Args> *table, RoutingVariant v) {
+Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
     if constexpr (TunedOp<Args>::has_variants) {
         if (table == &Tables<Args>::f32) {
             static constexpr VariantTable<Args> dispatch = {
-                {tuned_dispatch<Args, false, false>, tuned_dispatch<Args, false, true>},
-                {tuned_dispatch<Args, true, false>, tuned_dispatch<Args, true, true>},
+                {variant_dispatch<Args, false, false>, variant_dispatch<Args, false, true>},
+                {variant_dispatch<Args, true, false>, variant_dispatch<Args, true, true>},
             };
-            bool any = false;
-            for (Kernel<Args> k : tuned_table<Args>(v.shared_routing, v.weighted)) any = any || k != nullptr;
-            if (any) return dispatch[v.shared_routing][v.weighted];
+            return dispatch[v.shared_routing][v.weighted];
         }
     }
     return (*table)[v.shared_routing][v.weighted];
@@ -224,9 +266,9 @@ Kernel<Args> with_tuned_variants(const VariantTable<Args> *table, RoutingVariant
 }  // namespace
 
 const std::vector<TunedVariantInfo> &tuned_variants() {
-#define SMOE_TUNED_VARIANT_ENTRY(op, shared, gating, shape_class, knobs, target, fn) \
-    {#op, shared, std::string(#gating) == "weighted", shape_class, knobs, target,   \
-     reinterpret_cast<const void *>(&op##_##gating<fn>), cpu_runs_target(target)},
+#define SMOE_TUNED_VARIANT_ENTRY(op, shared, gating, shape_class, knobs, target, cpu, fn) \
+    {#op, shared, std::string(#gating) == "weighted", shape_class, knobs, target, cpu,   \
+     reinterpret_cast<const void *>(&op##_##gating<fn>), cpu_runs_target(target) && cpu_matches(cpu)},
     static const std::vector<TunedVariantInfo> variants = {SMOE_TUNED_VARIANT_LIST(SMOE_TUNED_VARIANT_ENTRY)};
 #undef SMOE_TUNED_VARIANT_ENTRY
     return variants;
@@ -234,6 +276,31 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
 
 void set_tuned_kernels_enabled(bool enabled) {
     tuned_kernels_enabled.store(enabled);
+}
+
+const std::vector<FormulationVariantInfo> &formulation_variants() {
+#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, gating, name, knobs, fn) \
+    {#op, shared, std::string(#gating) == "weighted", name, knobs, reinterpret_cast<const void *>(&op##_##gating<fn>)},
+    static const std::vector<FormulationVariantInfo> variants = {
+        SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)};
+#undef SMOE_FORMULATION_VARIANT_ENTRY
+    return variants;
+}
+
+void set_kernel_variant(const std::string &wanted) {
+    std::string names = "auto, regular, tuned";
+    bool known = wanted == "auto" || wanted == "regular" || wanted == "tuned";
+    for (const FormulationVariantInfo &v : formulation_variants()) {
+        if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
+        known = known || wanted == v.name;
+    }
+    TORCH_CHECK(known, "set_kernel_variant: '", wanted, "' is not a kernel choice of this build (", names, ")");
+    std::lock_guard<std::mutex> lock(choice_mutex);
+    choice = wanted;
+}
+
+std::string kernel_variant() {
+    return current_choice();
 }
 
 // Returns `kernels(suffix)` for the kernel-name suffix (f32, f16_cuda, ...) of the dtype and device,
@@ -276,7 +343,7 @@ ErrorQuantileKernel find_error_quantile(c10::ScalarType dtype, c10::DeviceType d
 
 template <typename Args>
 Kernel<Args> find_kernel(c10::ScalarType dtype, c10::DeviceType device, RoutingVariant v) {
-#define SMOE_TABLE(suffix) with_tuned_variants(&Tables<Args>::suffix, v)
+#define SMOE_TABLE(suffix) with_variants(&Tables<Args>::suffix, v)
     SMOE_FOR_DTYPE_AND_DEVICE(dtype, device, SMOE_TABLE);
 #undef SMOE_TABLE
 }

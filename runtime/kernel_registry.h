@@ -5,6 +5,7 @@
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 
+#include <string>
 #include <vector>
 
 #include "HalideRuntime.h"
@@ -89,12 +90,33 @@ struct TunedVariantInfo {
     const char *shape_class;  // see shape_class_index()
     const char *knobs;        // name:value,... that differ from the defaults
     const char *target;       // the Halide target it was compiled for
+    const char *cpu;          // the CPU it was tuned on, vendor|family|model
     const void *kernel;
-    bool active;  // this CPU runs its target, so calls of its class use it
+    bool active;  // this CPU runs its target and is the store's CPU, so calls of its class use it
 };
 const std::vector<TunedVariantInfo> &tuned_variants();
 // Off: every call uses the regular kernels (for comparisons); on by default.
 void set_tuned_kernels_enabled(bool enabled);
+
+// A float32 CPU kernel in another formulation, built for every CPU target (cmake/SmoeKernels.cmake).
+struct FormulationVariantInfo {
+    const char *op;  // forward, backward_data, backward_weight
+    bool shared_routing, weighted;
+    const char *name;   // channel_dots, channel_axpys, tap_tiles
+    const char *knobs;  // what it was compiled with
+    const void *kernel;
+};
+const std::vector<FormulationVariantInfo> &formulation_variants();
+
+// Which of an op's CPU float32 kernels serves a call:
+//   "auto" (the default): the fastest for the call's shape as measured on this CPU and cached
+//     (runtime/variant_cache.h); with measurement off, by shape class: a tuned variant of the
+//     class, else the op's formulation variant when the call has 8 channels or more, else the
+//     regular kernel.
+//   "regular", "tuned", or a formulation's name: that kernel wherever the op has it.
+// Unknown names are an error naming the choices.
+void set_kernel_variant(const std::string &choice);
+std::string kernel_variant();
 
 // nullptr when the build has no such kernel. CPU float32 kernels of ops with tuned variants
 // dispatch on each call's shape class.

@@ -3,20 +3,37 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
 
-#include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
+
+#include "cpu_features.h"
 
 namespace smoe::runtime {
 
 const std::optional<std::string> &kernel_cache_path() {
     static const std::optional<std::string> path = []() -> std::optional<std::string> {
         const char *value = std::getenv("SMOE_KERNEL_CACHE");
-        if (value == nullptr || *value == '\0') return std::nullopt;
-        return std::string(value);
+        if (value != nullptr) {
+            const std::string text = value;
+            if (text.empty() || text == "off" || text == "0" || text == "none") return std::nullopt;
+            return text;
+        }
+        const char *xdg = std::getenv("XDG_CACHE_HOME");
+        const char *home = std::getenv("HOME");
+        std::filesystem::path dir;
+        if (xdg != nullptr && *xdg != '\0') {
+            dir = xdg;
+        } else if (home != nullptr && *home != '\0') {
+            dir = std::filesystem::path(home) / ".cache";
+        } else {
+            return std::nullopt;
+        }
+        return (dir / "smoe" / "kernel-choices.tsv").string();
     }();
     return path;
 }
@@ -35,38 +52,57 @@ std::map<std::string, std::string> read_cache(const std::string &path) {
     return choices;
 }
 
+void append_choice(const std::string &path, const std::string &line) {
+    static bool warned = false;
+    std::error_code ignored;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ignored);
+    std::ofstream out(path, std::ios::app);
+    out << line << '\n';
+    if (!out.good() && !warned) {
+        warned = true;
+        LOG(WARNING) << "smoe: cannot write the kernel choices to " << path
+                     << " (SMOE_KERNEL_CACHE); they are kept for this process only";
+    }
+}
+
 }  // namespace
 
 int choose_by_measurement(const std::string &key, const std::vector<std::string> &names,
                           const std::function<int(int)> &run) {
     static std::mutex mutex;
     static std::map<std::string, std::string> choices = read_cache(*kernel_cache_path());
+    const std::string filed_key = host_cpu_fingerprint() + " " + key;
     std::lock_guard<std::mutex> lock(mutex);
-    auto found = choices.find(key);
+    auto found = choices.find(filed_key);
     if (found != choices.end()) {
         auto it = std::find(names.begin(), names.end(), found->second);
         if (it != names.end()) return static_cast<int>(it - names.begin());
     }
-    // Median of 3 timed runs after a warm-up, per candidate.
-    int best = 0;
-    double best_seconds = 0;
-    for (int i = 0; i < static_cast<int>(names.size()); ++i) {
-        std::vector<double> seconds;
-        for (int repeat = 0; repeat < 4; ++repeat) {
+    // A warm-up of each, then 5 rounds that run the candidates in turn (so that the machine's
+    // drifts hit them alike); the median of each one's rounds decides.
+    const int n = static_cast<int>(names.size());
+    std::vector<std::vector<double>> seconds(n);
+    for (int i = 0; i < n; ++i) {
+        if (run(i) != 0) return 0;  // the caller's own call reports the error
+    }
+    for (int round = 0; round < 5; ++round) {
+        for (int i = 0; i < n; ++i) {
             const auto start = std::chrono::steady_clock::now();
-            if (run(i) != 0) return 0;  // the caller's own call reports the error
-            seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        }
-        std::sort(seconds.begin() + 1, seconds.end());
-        if (i == 0 || seconds[2] < best_seconds) {
-            best = i;
-            best_seconds = seconds[2];
+            if (run(i) != 0) return 0;
+            seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         }
     }
-    choices[key] = names[best];
-    std::ofstream out(*kernel_cache_path(), std::ios::app);
-    out << key << '\t' << names[best] << '\n';
-    TORCH_CHECK(out.good(), "SMOE_KERNEL_CACHE: cannot write ", *kernel_cache_path());
+    int best = 0;
+    double best_seconds = 0;
+    for (int i = 0; i < n; ++i) {
+        std::sort(seconds[i].begin(), seconds[i].end());
+        if (i == 0 || seconds[i][2] < best_seconds) {
+            best = i;
+            best_seconds = seconds[i][2];
+        }
+    }
+    choices[filed_key] = names[best];
+    append_choice(*kernel_cache_path(), filed_key + '\t' + names[best]);
     return best;
 }
 

@@ -1,6 +1,12 @@
-// Opt-in choice among a kernel's compiled variants by measurement: with SMOE_KERNEL_CACHE set to a
-// file, the first call of each (op, variant, shape) on this machine times every candidate kernel,
-// keeps the fastest, and records the choice in that file; later calls and later processes reuse it.
+// Choice among a kernel's compiled variants by measurement, on by default: the first call of each
+// (op, variant, shape) on this CPU times every candidate kernel, keeps the fastest, and records the
+// choice in a per-user file; later calls and later processes reuse it, so results stay
+// deterministic once a shape is cached.
+//
+// SMOE_KERNEL_CACHE names the file; unset, it is $XDG_CACHE_HOME/smoe/kernel-choices.tsv (or
+// ~/.cache/smoe/kernel-choices.tsv); "off" (or 0, none, empty) turns measurement off, and the
+// kernels are then chosen by shape class (runtime/kernel_registry.cpp). Choices are filed under
+// the CPU's vendor, family and model, so one home directory can serve several machines.
 #pragma once
 
 #include <functional>
@@ -10,12 +16,13 @@
 
 namespace smoe::runtime {
 
-// The cache file (SMOE_KERNEL_CACHE), or nullopt when measurement is off.
+// The cache file, or nullopt when measurement is off.
 const std::optional<std::string> &kernel_cache_path();
 
 // The recorded choice for `key` (an index into the candidates named when it was chosen), else the
 // fastest of `candidates` measured now with `run` (which runs candidate i once), recorded under
 // `key`. `names` identify the candidates in the file, so a rebuild with other variants re-measures.
+// A file that cannot be written keeps the choices of this process only (with one warning).
 int choose_by_measurement(const std::string &key, const std::vector<std::string> &names,
                           const std::function<int(int)> &run);
 

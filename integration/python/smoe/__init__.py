@@ -10,6 +10,7 @@ import pathlib
 import torch
 
 __all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
+           "kernel_variants", "set_kernel_variant", "kernel_choice_cache",
            "TensorRoutingGate",
            "SpatialMoE2d"]
 
@@ -34,5 +35,8 @@ error_quantile = torch.ops.smoe.error_quantile
 rc_loss = torch.ops.smoe.rc_loss
 tuned_kernels = torch.ops.smoe.tuned_kernels
 set_tuned_kernels = torch.ops.smoe.set_tuned_kernels
+kernel_variants = torch.ops.smoe.kernel_variants
+set_kernel_variant = torch.ops.smoe.set_kernel_variant
+kernel_choice_cache = torch.ops.smoe.kernel_choice_cache
 
 from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)

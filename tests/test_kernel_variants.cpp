@@ -1,0 +1,148 @@
+// Every kernel choice of the CPU float32 ops (the regular kernels, each formulation variant, the
+// measured choice) equals the reference over the suite's shapes, is deterministic, and the choice
+// API refuses names it does not know.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "cpu_features.h"
+#include "kernel_registry.h"
+#include "layer_config.h"
+#include "reference.h"
+#include "smoe_ops.h"
+
+namespace smoe {
+namespace {
+
+using testing::LayerConfig;
+
+// Restores the "auto" choice when a test ends.
+struct Choice {
+    explicit Choice(const std::string &name) { smoe::set_kernel_variant(name); }
+    ~Choice() { smoe::set_kernel_variant("auto"); }
+};
+
+std::vector<std::string> choices() {
+    std::vector<std::string> names = {"regular", "auto"};
+    for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) {
+        if (std::find(names.begin(), names.end(), v.name) == names.end()) names.push_back(v.name);
+    }
+    return names;
+}
+
+// The suite's float32 shapes plus wide layers where the formulations' full tiles and pixel
+// vectors run (with tails in every dimension).
+std::vector<LayerConfig> float_configs() {
+    std::vector<LayerConfig> configs;
+    for (const LayerConfig &c : testing::layer_configs(12)) {
+        if (c.dtype == at::kFloat) configs.push_back(c);
+    }
+    for (const LayerConfig &c : {LayerConfig{8, 32, 6, 37, 12, 7, 3, 1, true, false},
+                                 LayerConfig{5, 24, 5, 19, 9, 5, 3, 1, true, true},
+                                 LayerConfig{3, 40, 4, 17, 8, 4, 5, 1, false, false},
+                                 LayerConfig{1, 17, 7, 16, 6, 3, 3, 2, true, false},
+                                 LayerConfig{9, 16, 3, 33, 4, 2, 1, 1, false, true}}) {
+        configs.push_back(c);
+    }
+    return configs;
+}
+
+class KernelChoice : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KernelChoice, ForwardAndGradientsMatchReference) {
+    const Choice choice(GetParam());
+    for (const LayerConfig &c : float_configs()) {
+        const testing::LayerTensors t = testing::random_layer(c, 31);
+        auto [indices, values] = reference::route_topk(t.routing, c.E);
+        std::optional<at::Tensor> gate;
+        if (c.weighted) gate = values;
+        std::ostringstream label;
+        label << GetParam() << " " << c;
+        EXPECT_TRUE(reference::compare(smoe::forward(t.x, t.weight, indices, gate, c.F),
+                                       reference::forward(t.x, t.weight, indices, gate, c.F), 1e-5)
+                        .empty())
+            << label.str() << " forward";
+
+        at::manual_seed(32);
+        const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W});
+        at::Tensor x = t.x.clone().requires_grad_(), weight = t.weight.clone().requires_grad_();
+        at::Tensor rx = t.x.clone().requires_grad_(), rweight = t.weight.clone().requires_grad_();
+        std::get<0>(smoe::spatial_moe(x, weight, t.routing, c.E, c.F, c.weighted)).backward(grad_y);
+        std::get<0>(reference::spatial_moe(rx, rweight, t.routing, c.E, c.F, c.weighted)).backward(grad_y);
+        EXPECT_TRUE(reference::compare(x.grad(), rx.grad(), 2e-5).empty()) << label.str() << " grad_x";
+        EXPECT_TRUE(reference::compare(weight.grad(), rweight.grad(), 2e-5).empty()) << label.str() << " grad_weight";
+    }
+}
+
+TEST_P(KernelChoice, BitwiseDeterministic) {
+    const Choice choice(GetParam());
+    const LayerConfig c{6, 32, 5, 21, 10, 5, 3, 1, true, false};
+    const testing::LayerTensors t = testing::random_layer(c, 33);
+    auto [indices, values] = reference::route_topk(t.routing, c.E);
+    const at::Tensor grad_y = at::randn({c.B, c.E, c.H, c.W});
+    const std::array<bool, 3> mask = {true, true, false};
+    auto run = [&] {
+        at::Tensor y = smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
+        auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt,
+                                                             std::nullopt, 1, {}, mask);
+        return std::tuple{y, gx, gw};
+    };
+    const auto [y0, gx0, gw0] = run();
+    for (int repeat = 0; repeat < 3; ++repeat) {
+        const auto [y, gx, gw] = run();
+        EXPECT_TRUE(at::equal(y, y0) && at::equal(gx, gx0) && at::equal(gw, gw0)) << GetParam();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Choices, KernelChoice, ::testing::ValuesIn(choices()),
+                         [](const auto &info) { return info.param; });
+
+TEST(KernelChoiceApi, EveryOpWithVariantsHasAFormulation) {
+    std::set<std::string> ops;
+    for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) ops.insert(v.op);
+    EXPECT_EQ(ops, (std::set<std::string>{"backward_data", "backward_weight", "forward"}));
+    EXPECT_FALSE(smoe::kernel_variants().empty());
+}
+
+TEST(KernelChoiceApi, UnknownNamesAreRefused) {
+    try {
+        smoe::set_kernel_variant("fastest");
+        FAIL() << "no error";
+    } catch (const c10::Error &e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("'fastest' is not a kernel choice"), std::string::npos) << message;
+        EXPECT_NE(message.find("channel_dots"), std::string::npos) << message;
+    }
+    EXPECT_EQ(runtime::kernel_variant(), "auto");
+}
+
+// With measurement on (the suite points SMOE_KERNEL_CACHE at a file of its own), a new shape is
+// measured once and filed under this CPU: the file gains one line for it (none when an earlier run
+// of the suite filed it already), and every later call reuses the choice.
+int lines_with(const std::string &path, const std::string &text) {
+    std::ifstream in(path);
+    std::string line;
+    int count = 0;
+    while (std::getline(in, line)) count += line.find(text) != std::string::npos;
+    return count;
+}
+
+TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
+    const std::string path = smoe::kernel_choice_cache();
+    ASSERT_NE(path, "off") << "the suite runs with measurement on";
+    const LayerConfig c{2, 19, 3, 23, 7, 3, 3, 1, true, false};
+    const testing::LayerTensors t = testing::random_layer(c, 35);
+    auto [indices, values] = reference::route_topk(t.routing, c.E);
+    const std::string key = " forward shared unweighted 23x3x19x2 3x3x19x7\t";
+    const int before = lines_with(path, key);
+    for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
+    EXPECT_EQ(lines_with(path, key), before == 0 ? 1 : before) << path;
+    EXPECT_EQ(lines_with(path, runtime::host_cpu_fingerprint() + key), lines_with(path, key)) << path;
+}
+
+}  // namespace
+}  // namespace smoe
