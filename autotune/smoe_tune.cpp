@@ -36,6 +36,7 @@ struct Options {
     std::vector<std::string> compare;  // --compare: knob settings to time against the defaults
     int rounds = 7;                    // interleaved rounds of --compare and of the final comparison
     std::map<std::string, std::string> start;  // --start op=knobs: the store's choice for the class
+    std::map<std::string, std::string> generator_params;  // --generator-param name=value (algorithm choices)
     bool describe_only = false;        // --describe: print the target and shape class, then stop
 };
 
@@ -44,7 +45,7 @@ struct Options {
     std::cerr << "usage: smoe_tune --out FILE [--config heat|weatherbench|cifar|b1:NAME|B,C,H,W,NE,E,K[,F]]\n"
               << "                 [--ops all|op,op,...] [--budget-minutes N] [--target auto|HALIDE_TARGET]\n"
               << "                 [--autoschedulers none|NAME,...] [--adams2019-beam N] | --list-knobs\n"
-              << "                 [--start OP=KNOBS ...] [--rounds N]\n"
+              << "                 [--start OP=KNOBS ...] [--rounds N] [--generator-param NAME=VALUE ...]\n"
               << "       smoe_tune --ops OP --compare KNOBS [--compare KNOBS ...] [--rounds N] [--config ...]\n"
               << "                 (KNOBS: name:value,... or default; times them interleaved, N rounds)\n"
               << "       smoe_tune --describe [--config ...] [--target ...]  (the target and shape class)\n";
@@ -115,6 +116,11 @@ Options parse(int argc, char **argv) {
             const size_t eq = v.find('=');
             if (eq == std::string::npos || eq == 0) usage_error("--start needs OP=KNOBS, got '" + v + "'");
             o.start[v.substr(0, eq)] = v.substr(eq + 1);
+        } else if (arg == "--generator-param") {
+            const std::string v = value();
+            const size_t eq = v.find('=');
+            if (eq == std::string::npos || eq == 0) usage_error("--generator-param needs NAME=VALUE, got '" + v + "'");
+            o.generator_params[v.substr(0, eq)] = v.substr(eq + 1);
         } else if (arg == "--describe") {
             o.describe_only = true;
         } else if (arg == "--rounds") {
@@ -456,11 +462,20 @@ void print_table(const std::vector<OpResult> &results, const Options &options) {
     }
 }
 
+// The op's workload with the --generator-param choices.
+OpWorkload workload_of(const std::string &op, const LayerShape &shape, const Halide::Target &target,
+                       const Options &options) {
+    OpWorkload work = make_workload(op, shape, target);
+    for (const auto &[name, value] : options.generator_params) work.params[name] = value;
+    return work;
+}
+
 // Times the defaults and the --compare settings interleaved: each round runs every candidate in
 // turn (starting one later each round), so that the machine's drifts hit them all alike.
 int compare(const Options &options, const LayerShape &shape, const Halide::Target &target, int threads) {
     const std::string &op = options.ops.front();
-    OpBench bench(op, make_workload(op, shape, target), target, SMOE_AUTOSCHEDULER_DIR, threads, options.adams2019_beam);
+    OpBench bench(op, workload_of(op, shape, target, options), target, SMOE_AUTOSCHEDULER_DIR, threads,
+                  options.adams2019_beam);
     std::vector<std::string> labels = {"default"};
     for (const std::string &text : options.compare) labels.push_back(text);
     std::vector<std::unique_ptr<Compiled>> compiled;
@@ -534,7 +549,7 @@ int main(int argc, char **argv) {
             const std::string &op = options.ops[i];
             const double share = (budget - progress.elapsed()) / static_cast<double>(options.ops.size() - i);
             const double deadline = progress.elapsed() + share;
-            benches.push_back(std::make_unique<OpBench>(op, make_workload(op, shape, target), target,
+            benches.push_back(std::make_unique<OpBench>(op, workload_of(op, shape, target, options), target,
                                                         SMOE_AUTOSCHEDULER_DIR, threads, options.adams2019_beam));
             searches.push_back(start_search(op, *benches.back(), options, progress));
             descend(searches.back(), *benches.back(), deadline, progress);

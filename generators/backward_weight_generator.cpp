@@ -7,6 +7,12 @@
 // Deterministic by construction: the grid is cut into bands of `band_rows` rows; each band sums
 // its pixels into a private copy of the gradient in a fixed order, then the bands are added in
 // band order. The result depends on band_rows, never on how many threads run the bands.
+//
+// Two orders of the band's sum (`group_pixels`): pixel-major (0), each pixel's contribution added
+// to the rows of its selected experts; or, with shared routing, expert-major over groups of
+// `group_pixels` neighbouring pixels of a row: per group and expert, the group's pixels that
+// select the expert (an inverse of the routing, computed here) are summed first, then added to
+// the expert's row once.
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
@@ -27,6 +33,7 @@ public:
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
     GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
+    GeneratorParam<int> group_pixels{"group_pixels", 0};  // 0: pixel-major; else expert-major (shared routing)
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
@@ -80,6 +87,11 @@ public:
         Func expert_row("expert_row");
         expert_row(row_args) = clamp((*indices)(slot_args), 0, experts - 1) * F + jf % F;
 
+        if (group_pixels > 0 && shared_routing) {
+            sum_by_expert_groups(input, gated, bands, value_type);
+            return;
+        }
+
         // What one (pixel, output channel) adds to its expert's row: with shared routing the whole
         // batch goes to the same row, so it is summed first.
         Func contribution("contribution");
@@ -120,6 +132,76 @@ public:
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_backward_weight(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
+        }
+    }
+
+private:
+    // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,
+    // each expert sums the group's pixels that select it, in order, then adds that to its row.
+    void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
+        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k");
+        const int G = group_pixels;
+        Expr F = *out_per_expert;
+        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        Expr batch = x->dim(3).extent();
+        Expr selected = grad_y->dim(2).extent() / F;
+        Expr K = grad_weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr experts = grad_weight->dim(3).extent() / F;
+        Expr groups = (width + G - 1) / G;
+
+        // The inverse of the routing: the slot that selects expert e at a pixel, or -1.
+        RDom rs(0, selected, "rs");
+        Func slot_of("slot_of");
+        slot_of(e, w, h) = -1;
+        slot_of(clamp((*indices)(w, h, rs), 0, experts - 1), w, h) = rs;
+
+        // Per (expert, group): bit i set when the group's pixel i selects the expert; then the
+        // pixels of the set bits, in order (pixel i goes to the number of set bits below it).
+        RDom ri(0, G, "ri");
+        Expr pixel = min(g * G + ri, width - 1);
+        Func pixel_mask("pixel_mask");
+        pixel_mask(e, g, h) = cast<uint32_t>(0);
+        pixel_mask(e, g, h) = pixel_mask(e, g, h) |
+                              select(g * G + ri < width && slot_of(e, pixel, h) >= 0, cast<uint32_t>(1) << cast<uint32_t>(ri),
+                                     cast<uint32_t>(0));
+        RDom rp(0, G, "rp");
+        Expr mask = pixel_mask(e, g, h);
+        rp.where(((mask >> cast<uint32_t>(rp)) & 1) == 1);
+        Func group_pixel("group_pixel");
+        group_pixel(k, e, g, h) = 0;
+        group_pixel(cast<int32_t>(popcount(mask & ((cast<uint32_t>(1) << cast<uint32_t>(rp)) - 1))), e, g, h) = rp;
+
+        // What one (group, expert row) adds to the row: per sample, over the group's pixels that
+        // select the expert (in order), each pixel's dŷ times its receptive field.
+        RDom r(0, G, 0, batch, "r");
+        Expr expert = row / F;
+        r.where(r.x < cast<int32_t>(popcount(pixel_mask(expert, g, h))));
+        Expr at = clamp(g * G + group_pixel(r.x, expert, g, h), 0, width - 1);
+        Expr channel = clamp(slot_of(expert, at, h), 0, selected - 1) * F + row % F;
+        Func contribution("contribution");
+        contribution(kw, kh, c, row, g, h) = cast(value_type, 0);
+        contribution(kw, kh, c, row, g, h) += gated(at, h, channel, r.y) * input(at + kw - pad, h + kh - pad, c, r.y);
+
+        // Per band, its rows' groups in order. Rows past the grid add zero to the edge row.
+        RDom rg(0, groups, 0, band_rows, "rg");
+        Expr grid_row = band * band_rows + rg.y;
+        Func partial("partial");
+        partial(kw, kh, c, row, band) = cast(value_type, 0);
+        partial(kw, kh, c, row, band) += select(grid_row < height,
+                                                contribution(kw, kh, c, row, rg.x, min(grid_row, height - 1)),
+                                                cast(value_type, 0));
+
+        RDom t(0, bands, "t");
+        Func total("total");
+        total(kw, kh, c, row) = cast(value_type, 0);
+        total(kw, kh, c, row) += partial(kw, kh, c, row, t);
+        (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
+
+        ExpertGroupStages stages{input, gated, slot_of, pixel_mask, group_pixel, contribution, partial, total,
+                                 *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K};
+        if (!using_autoscheduler()) {
+            schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }
     }
 };

@@ -55,7 +55,7 @@ std::vector<std::string> kernel_variants() {
     std::vector<std::string> lines;
     for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) {
         lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
-                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " " + v.knobs);
+                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " " + v.params + " " + v.classes);
     }
     return lines;
 }

@@ -76,11 +76,12 @@ std::vector<std::string> tuned_kernels();
 void set_tuned_kernels(bool enabled);
 
 // The formulation variants of the CPU float32 kernels (README "Choosing the kernels"), one line
-// each: "op routing gating name knobs".
+// each: "op routing gating name generator-params shape-classes".
 std::vector<std::string> kernel_variants();
 // Which kernel serves the CPU float32 calls of forward, backward_data and backward_weight:
 // "auto" (default: measured per shape and cached, or by shape class when SMOE_KERNEL_CACHE=off),
-// "regular", "tuned", or a formulation variant's name (channel_dots, channel_axpys, tap_tiles).
+// "regular", "tuned", or a formulation variant's name (channel_dots, channel_axpys, tap_tiles,
+// expert_groups).
 void set_kernel_variant(const std::string &choice);
 // The file measured kernel choices are cached in, or "off".
 std::string kernel_choice_cache();

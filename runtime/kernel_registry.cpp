@@ -8,6 +8,7 @@
 #include <c10/util/Exception.h>
 
 #include <mutex>
+#include <sstream>
 
 #include "cpu_features.h"
 #include "variant_cache.h"
@@ -188,28 +189,38 @@ std::string current_choice() {
     return choice;
 }
 
-// The formulation variant of an op and routing variant, or nullptr when the build has none.
+// The formulation variants of an op and routing variant.
 template <typename Args>
-const FormulationVariantInfo *formulation_of(bool shared_routing, bool weighted) {
+std::vector<const FormulationVariantInfo *> formulations_of(bool shared_routing, bool weighted) {
+    std::vector<const FormulationVariantInfo *> found;
     for (const FormulationVariantInfo &v : formulation_variants()) {
         if (std::string(v.op) == TunedOp<Args>::name && v.shared_routing == shared_routing && v.weighted == weighted) {
-            return &v;
+            found.push_back(&v);
         }
     }
-    return nullptr;
+    return found;
 }
 
-// With the choice "auto" and measurement on: the regular kernel, the op's formulation variant and
+bool serves_class(const FormulationVariantInfo &v, int shape_class) {
+    std::stringstream classes(v.classes);
+    std::string name;
+    while (std::getline(classes, name, ',')) {
+        if (shape_class_index(name.c_str()) == shape_class) return true;
+    }
+    return false;
+}
+
+// With the choice "auto" and measurement on: the regular kernel, the op's formulation variants and
 // the active tuned variant of the call's class, measured once per shape on this CPU
 // (runtime/variant_cache.h).
 template <typename Args, bool Shared, bool Weighted>
-int measured_dispatch(void *uc, const Args &a, Kernel<Args> formulation, const char *formulation_name,
+int measured_dispatch(void *uc, const Args &a, const std::vector<const FormulationVariantInfo *> &formulations,
                       Kernel<Args> tuned, int shape_class) {
     std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
     std::vector<std::string> names = {"regular"};
-    if (formulation != nullptr) {
-        kernels.push_back(formulation);
-        names.push_back(formulation_name);
+    for (const FormulationVariantInfo *v : formulations) {
+        kernels.push_back(reinterpret_cast<Kernel<Args>>(v->kernel));
+        names.push_back(v->name);
     }
     if (tuned != nullptr) {
         for (const TunedVariantInfo &v : tuned_variants()) {
@@ -231,22 +242,26 @@ int measured_dispatch(void *uc, const Args &a, Kernel<Args> formulation, const c
 template <typename Args, bool Shared, bool Weighted>
 int variant_dispatch(void *uc, const Args &a) {
     const Kernel<Args> regular = Tables<Args>::f32[Shared][Weighted];
-    const FormulationVariantInfo *info = formulation_of<Args>(Shared, Weighted);
-    const Kernel<Args> formulation = info != nullptr ? reinterpret_cast<Kernel<Args>>(info->kernel) : nullptr;
+    static const std::vector<const FormulationVariantInfo *> formulations = formulations_of<Args>(Shared, Weighted);
     const halide_buffer_t *in = TunedOp<Args>::input(a);
-    const int64_t channels = in->dim[2].extent;
-    const int shape_class = shape_class_index(in->dim[3].extent, channels);
+    const int shape_class = shape_class_index(in->dim[3].extent, in->dim[2].extent);
     const Kernel<Args> tuned =
         tuned_kernels_enabled.load(std::memory_order_relaxed) ? tuned_table<Args>(Shared, Weighted)[shape_class] : nullptr;
     const std::string chosen = current_choice();
     if (chosen == "regular") return regular(uc, a);
     if (chosen == "tuned") return (tuned != nullptr ? tuned : regular)(uc, a);
-    if (chosen != "auto") return (info != nullptr && chosen == info->name ? formulation : regular)(uc, a);
-    if (kernel_cache_path()) {
-        return measured_dispatch<Args, Shared, Weighted>(uc, a, formulation, info ? info->name : "", tuned, shape_class);
+    if (chosen != "auto") {
+        for (const FormulationVariantInfo *v : formulations) {
+            if (chosen == v->name) return reinterpret_cast<Kernel<Args>>(v->kernel)(uc, a);
+        }
+        return regular(uc, a);
     }
+    if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a, formulations, tuned, shape_class);
     if (tuned != nullptr) return tuned(uc, a);
-    return (formulation != nullptr && channels >= 8 ? formulation : regular)(uc, a);
+    for (const FormulationVariantInfo *v : formulations) {
+        if (serves_class(*v, shape_class)) return reinterpret_cast<Kernel<Args>>(v->kernel)(uc, a);
+    }
+    return regular(uc, a);
 }
 
 template <typename Args>
@@ -279,8 +294,9 @@ void set_tuned_kernels_enabled(bool enabled) {
 }
 
 const std::vector<FormulationVariantInfo> &formulation_variants() {
-#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, gating, name, knobs, fn) \
-    {#op, shared, std::string(#gating) == "weighted", name, knobs, reinterpret_cast<const void *>(&op##_##gating<fn>)},
+#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, gating, name, params, classes, fn) \
+    {#op, shared, std::string(#gating) == "weighted", name, params, classes,                \
+     reinterpret_cast<const void *>(&op##_##gating<fn>)},
     static const std::vector<FormulationVariantInfo> variants = {
         SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)};
 #undef SMOE_FORMULATION_VARIANT_ENTRY

@@ -102,8 +102,9 @@ void set_tuned_kernels_enabled(bool enabled);
 struct FormulationVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
-    const char *name;   // channel_dots, channel_axpys, tap_tiles
-    const char *knobs;  // what it was compiled with
+    const char *name;     // channel_dots, channel_axpys, tap_tiles, expert_groups
+    const char *params;   // the generator parameters it was compiled with
+    const char *classes;  // the shape classes it serves when measurement is off, comma-separated
     const void *kernel;
 };
 const std::vector<FormulationVariantInfo> &formulation_variants();
@@ -111,8 +112,7 @@ const std::vector<FormulationVariantInfo> &formulation_variants();
 // Which of an op's CPU float32 kernels serves a call:
 //   "auto" (the default): the fastest for the call's shape as measured on this CPU and cached
 //     (runtime/variant_cache.h); with measurement off, by shape class: a tuned variant of the
-//     class, else the op's formulation variant when the call has 8 channels or more, else the
-//     regular kernel.
+//     class, else the op's formulation variant for the class, else the regular kernel.
 //   "regular", "tuned", or a formulation's name: that kernel wherever the op has it.
 // Unknown names are an error naming the choices.
 void set_kernel_variant(const std::string &choice);

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import subprocess
 import unittest
@@ -28,6 +29,18 @@ TARGET = "x86-64-linux-avx-avx2-f16c-fma-sse41"
 CPU_TARGETS = "x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake;x86-64-linux-sse41-avx-avx2-f16c-fma;x86-64-linux"
 
 
+def host_cpu():
+    """This machine's CPU as a store records it (vendor, family, model), from /proc/cpuinfo."""
+    fields = {}
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return {"vendor": fields["vendor_id"], "family": int(fields["cpu family"]), "model": int(fields["model"])}
+
+
+HOST_CPU = host_cpu()
+
+
 def read_store(path):
     """What the build makes of a store: ('valid', target, entries) or ('rejected', warning)."""
     result = subprocess.run([CMAKE, f"-DSTORE={path}", "-DHALIDE_VERSION=21.0.0", f"-DCPU_TARGETS={CPU_TARGETS}",
@@ -36,12 +49,12 @@ def read_store(path):
     lines = [line.removeprefix("-- ") for line in result.stdout.splitlines()]
     if lines[0] == "rejected":
         return "rejected", " ".join(result.stderr.split())
-    return "valid", lines[0].split()[1], [line.split(" ", 1)[1] for line in lines[1:]]
+    return "valid", lines[0].split()[1], [line.split(" ", 1)[1] for line in lines[1:]], lines[0].split()[2]
 
 
 def store(**changes):
     text = {"format": "smoe-tuned-store", "format_version": 1, "halide_version": "21.0.0", "target": TARGET,
-            "entries": [{"op": "forward", "shape_class": "b1-3_c8+", "config": "B=1", "knobs": {"dot_channels": 2},
+            "cpu": HOST_CPU, "entries": [{"op": "forward", "shape_class": "b1-3_c8+", "config": "B=1", "knobs": {"dot_channels": 2},
                          "milliseconds": {"default": 2.0, "tuned": 1.0}}]}
     text.update(changes)
     return json.dumps(text)
@@ -77,15 +90,49 @@ class Stores(unittest.TestCase):
         stores = WORK / "stores"
         run([PYTHON, SOURCE / "autotune" / "store.py", out, stores, defaults])
         [merged] = list(stores.glob("*.json"))
-        self.assertEqual(merged.name, run_json["target"] + ".json")
-        status, target, entries = read_store(merged)
+        self.assertEqual({k: run_json["cpu"][k] for k in HOST_CPU}, HOST_CPU)
+        vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(HOST_CPU["vendor"], HOST_CPU["vendor"].lower())
+        self.assertTrue(merged.name.startswith(f"{vendor}-{HOST_CPU['family']}-{HOST_CPU['model']}-"), merged.name)
+        status, target, entries, cpu = read_store(merged)
         self.assertEqual((status, target), ("valid", run_json["target"]))
+        self.assertEqual(cpu, f"{HOST_CPU['vendor']}|{HOST_CPU['family']}|{HOST_CPU['model']}")
         self.assertEqual(sorted(e.split("|")[0] for e in entries), ["error_quantile", "route_topk"])
+
+    def test_a_run_never_replaces_a_stored_choice_it_did_not_beat(self):
+        """The final comparison times the store's choice (--start) beside the tuned one; the run
+        keeps the faster, and store.py keeps an entry a run did not time."""
+        out = WORK / "start.json"
+        run([TUNE, "--config", "4,8,6,10,4,2,3", "--ops", "rc_loss", "--budget-minutes", "0.05",
+             "--autoschedulers", "none", "--rounds", "3", "--start", "rc_loss=vector_width:8", "--out", out])
+        [entry] = json.loads(out.read_text())["entries"]
+        self.assertEqual(entry["stored_knobs"], "vector_width:8")
+        self.assertIn("stored", entry["milliseconds"])
+        self.assertLessEqual(entry["milliseconds"]["tuned"], entry["milliseconds"]["stored"])
+        self.assertEqual(set(entry["spread"]) - {"default", "stored", "tuned"}, set())
+
+        stores = WORK / "kept"
+        shutil.rmtree(stores, ignore_errors=True)
+        stores.mkdir()
+        vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(HOST_CPU["vendor"], HOST_CPU["vendor"].lower())
+        kept = stores / "kept.json"
+        kept.write_text(store(target=entry_target(out), entries=[
+            {"op": "rc_loss", "shape_class": "b4+_c8+", "knobs": {"vector_width": 4}, "milliseconds": {"tuned": 1.0}}]))
+        untimed = json.loads(out.read_text())
+        for e in untimed["entries"]:
+            e["knobs"] = {"vector_width": 16}
+            e["milliseconds"].pop("stored")
+        (WORK / "untimed.json").write_text(json.dumps(untimed))
+        defaults = WORK / "defaults.txt"
+        defaults.write_text(run([TUNE, "--list-knobs"]))
+        printed = run([PYTHON, SOURCE / "autotune" / "store.py", WORK / "untimed.json", stores, defaults])
+        self.assertIn("kept the stored rc_loss b4+_c8+ choice", printed)
+        self.assertEqual(json.loads(kept.read_text())["entries"][0]["knobs"], {"vector_width": 4})
+        self.assertFalse(any(p.name.startswith(vendor) for p in stores.glob("*.json")))
 
     def test_a_fresh_configure_compiles_the_stores_knobs(self):
         path = self.write("rebuild.json", json.dumps({
             "format": "smoe-tuned-store", "format_version": 1, "halide_version": "21.0.0", "target": TARGET,
-            "entries": [
+            "cpu": HOST_CPU, "entries": [
                 {"op": "forward", "shape_class": "b1-3_c8+", "knobs": {"dot_channels": 2, "row_tile": 2}},
                 {"op": "route_topk", "shape_class": "b4+_c8+", "knobs": {"pixel_vector": 8}},
             ]}))
@@ -98,7 +145,8 @@ class Stores(unittest.TestCase):
         tuned = "smoe_forward_shared_unweighted_tuned_b1_3_c8p_"
         self.assertIn("knobs=dot_channels:2,row_tile:2", ninja)
         header = (build / "kernels" / "smoe_tuned_variants.h").read_text()
-        self.assertEqual(header.count('"b1-3_c8+", "dot_channels:2,row_tile:2", "' + TARGET + '"'), 4)
+        cpu = f"{HOST_CPU['vendor']}|{HOST_CPU['family']}|{HOST_CPU['model']}"
+        self.assertEqual(header.count('"b1-3_c8+", "dot_channels:2,row_tile:2", "' + TARGET + '", "' + cpu + '"'), 4)
         name = next(word for word in ninja.split() if word.startswith(tuned) and word.endswith(".h"))
         run([NINJA, "-C", build, name.split("/")[-1]])
 
@@ -128,6 +176,7 @@ class Stores(unittest.TestCase):
                                 "no known op"),
             "bad_knob.json": (store(entries=[{"op": "forward", "shape_class": "b4+_c8+", "knobs": {"row_tile": "x"}}]),
                               "not a whole number"),
+            "no_cpu.json": (store(cpu=None), "does not record the CPU it was tuned on"),
         }
         for name, (text, why) in cases.items():
             with self.subTest(store=name):
@@ -139,6 +188,16 @@ class Stores(unittest.TestCase):
         self.assertEqual(read_store(WORK / "missing.json")[0], "rejected")
         self.assertEqual(read_store(self.write("good.json", store()))[:2], ("valid", TARGET))
 
+    def test_a_store_of_another_cpu_is_not_compiled(self):
+        other = dict(HOST_CPU, model=HOST_CPU["model"] + 1)
+        path = self.write("other_cpu.json", store(cpu=other))
+        build = WORK / "other_cpu"
+        output = run([CMAKE, "-S", SOURCE, "-B", build, "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={NINJA}",
+                      f"-DPython_EXECUTABLE={PYTHON}", f"-DSMOE_TUNED_STORES={path}", "-DSMOE_CUDA=OFF",
+                      "-DSMOE_BUILD_TESTS=OFF", "-DSMOE_BUILD_BENCHMARKS=OFF", "-DSMOE_BUILD_EXAMPLES=OFF"])
+        self.assertIn("is for another CPU", output)
+        self.assertNotIn("_tuned_", (build / "kernels" / "smoe_tuned_variants.h").read_text())
+
     def test_committed_stores_are_valid(self):
         stores = sorted((SOURCE / "schedules" / "tuned").glob("*.json"))
         self.assertTrue(stores, "no tuned store is committed under schedules/tuned/")
@@ -147,11 +206,16 @@ class Stores(unittest.TestCase):
                 self.assertEqual(read_store(path)[0], "valid")
 
 
+def entry_target(run_json):
+    return json.loads(pathlib.Path(run_json).read_text())["target"]
+
+
 class TunedKernels(unittest.TestCase):
     def test_lists_the_compiled_variants(self):
         lines = smoe.tuned_kernels()
         for line in lines:
             op, routing, gating, shape_class = line.split()[:4]
+            self.assertIn(" cpu=", line)
             self.assertIn(op, ("forward", "backward_data", "backward_weight"))
             self.assertIn(routing, ("shared", "per_sample"))
             self.assertIn(gating, ("unweighted", "weighted"))
@@ -183,8 +247,6 @@ class TunedKernels(unittest.TestCase):
                                 smoe.set_tuned_kernels(True)
 
     def test_measured_choice_is_cached_and_reused(self):
-        if not any(line.endswith(" active") for line in smoe.tuned_kernels()):
-            self.skipTest("this CPU runs none of the tuned kernels' targets")
         cache = WORK / "kernel_cache.tsv"
         cache.unlink(missing_ok=True)
         script = (
@@ -203,9 +265,13 @@ class TunedKernels(unittest.TestCase):
         first = cache.read_text().splitlines()
         keys = [line.split("\t")[0] for line in first]
         self.assertEqual(len(keys), len(set(keys)), "a shape was measured twice")
-        self.assertTrue(any(key.startswith("forward shared unweighted 7x5x12x1 ") for key in keys), first)
+        cpu = f"{HOST_CPU['vendor']}-{HOST_CPU['family']}-{HOST_CPU['model']}"
+        self.assertTrue(any(key.startswith(cpu + " forward shared unweighted 7x5x12x1 ") for key in keys), first)
+        variants = {line.split()[3] for line in smoe.kernel_variants()}
         for line in first:
-            self.assertRegex(line.split("\t")[1], r"^(default|b[0-9+-]+_c[0-9+-]+:.*@x86-64-linux.*)$")
+            choice = line.split("\t")[1]
+            self.assertTrue(choice == "regular" or choice in variants or
+                            re.match(r"^tuned:b[0-9+-]+_c[0-9+-]+:.*@x86-64-linux", choice), line)
         run([PYTHON, "-c", script], env=env, cwd=pathlib.Path(__file__).parent)
         self.assertEqual(cache.read_text().splitlines(), first, "a cached choice was measured again")
 
