@@ -286,6 +286,12 @@ void descend(OpSearch &search, OpBench &bench, double deadline, Progress &progre
     while (changed) {
         changed = false;
         for (const KnobSpec &k : space) {
+            // A knob of another formulation than the current one changes nothing.
+            auto formulation = r.knobs.find("formulation");
+            if (!k.formulations.empty() && formulation != r.knobs.end() &&
+                std::find(k.formulations.begin(), k.formulations.end(), formulation->second) == k.formulations.end()) {
+                continue;
+            }
             for (int value : k.values) {
                 if (progress.elapsed() >= deadline) return;
                 Candidate c{r.knobs, ""};
@@ -313,8 +319,9 @@ double median_of(std::vector<double> v) {
 
 // The last word on an op: the defaults, the store's choice and the tuned knobs timed again,
 // interleaved for `rounds` rounds (each the median of 5 runs), so that the machine's drifts hit
-// them alike. Their medians replace the search's single timings, and a tuned choice that is not
-// faster than the store's gives way to it: a run never leaves the store slower than it was.
+// them alike. Their medians replace the search's single timings, and a tuned choice that is not at
+// least 3% faster than the store's (or the defaults) gives way to it: a run never leaves the store
+// slower than it was.
 void final_comparison(OpResult &r, OpBench &bench, int rounds) {
     std::map<std::string, int> defaults;
     for (const KnobSpec &k : knob_space(r.op, false)) defaults[k.name] = k.default_value;
@@ -340,8 +347,9 @@ void final_comparison(OpResult &r, OpBench &bench, int rounds) {
     }
     if (r.final_rounds.count("tuned")) {
         r.tuned_run.milliseconds = median_of(r.final_rounds.at("tuned"));
+        // As in the descent, a change has to be at least 3% faster: within that, noise decides.
         const Measurement &best_before = r.stored ? r.stored_run : r.default_run;
-        if (r.tuned_run.milliseconds >= best_before.milliseconds) {
+        if (r.tuned_run.milliseconds >= 0.97 * best_before.milliseconds) {
             r.knobs = r.stored ? *r.stored : defaults;
             r.tuned_run = best_before;
         }

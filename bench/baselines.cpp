@@ -26,6 +26,21 @@ const std::vector<LayerConfig> &layer_configs() {
     return configs;
 }
 
+const std::vector<LayerConfig> &compare_configs() {
+    static const std::vector<LayerConfig> configs = {
+        // name            B    C    H    W    NE   E    K  F  regions
+        {"wb-b1",          1, 128,  32,  64, 256, 128,  3},
+        {"wb-b2",          2, 128,  32,  64, 256, 128,  3},
+        {"wb-b4",          4, 128,  32,  64, 256, 128,  3},
+        {"ne/e=2",         8, 128,  32,  64, 128,  64,  3},
+        {"ne/e=4",         8, 128,  32,  64, 256,  64,  3},
+        {"ne/e=8",         8, 128,  32,  64, 512,  64,  3},
+        {"ens10-like",     1,  64,  96, 192, 256,  64,  3},
+        {"wb-regions",     8, 128,  32,  64, 256, 128,  3, 1, 8},
+    };
+    return configs;
+}
+
 LayerInputs make_inputs(const LayerConfig &config, uint64_t seed, at::ScalarType type) {
     at::manual_seed(seed);
     const int64_t K = config.kernel, F = config.outputs_per_expert;
@@ -34,7 +49,15 @@ LayerInputs make_inputs(const LayerConfig &config, uint64_t seed, at::ScalarType
     // Scaled like a conv's default init so outputs stay O(1) whatever C is.
     const double fan_in = static_cast<double>(config.channels * K * K);
     in.weight = at::randn({config.experts * F, config.channels, K, K}) / std::sqrt(fan_in);
-    in.routing = at::randn({config.experts, config.height, config.width});
+    if (config.routing_regions > 0) {
+        // One random score per (expert, region), repeated over the region's pixels.
+        const int64_t n = config.routing_regions;
+        const at::Tensor coarse = at::randn({config.experts, (config.height + n - 1) / n, (config.width + n - 1) / n});
+        in.routing = coarse.repeat_interleave(n, 1).repeat_interleave(n, 2)
+                         .narrow(1, 0, config.height).narrow(2, 0, config.width).contiguous();
+    } else {
+        in.routing = at::randn({config.experts, config.height, config.width});
+    }
     in.dense_weight = in.weight.narrow(0, 0, config.selected * F).contiguous();
     in.grad_y = at::randn({config.batch, config.selected * F, config.height, config.width});
     for (at::Tensor *t : {&in.x, &in.weight, &in.routing, &in.dense_weight, &in.grad_y}) *t = t->to(type);
@@ -134,19 +157,42 @@ std::tuple<at::Tensor, at::Tensor> naive_rc_loss(const at::Tensor &grad_y, const
 }
 
 LayerGradients naive_rc_backward(const at::Tensor &y, const LayerConfig &config, const LayerInputs &leaves,
-                                 bool retain_graph) {
+                                 bool retain_graph, const at::Tensor &routed) {
     const at::Tensor &dy = leaves.grad_y;
     const double scale = static_cast<double>(dy.numel()) / 2.0;
     const at::Tensor quantile = naive_error_quantile(dy, kRCQuantile, scale);
     const at::Tensor misrouted = dy.abs() * scale > quantile.view({-1, 1, 1, 1}) + 1e-3;
     const at::Tensor damped = at::where(misrouted, dy * kRCDamping, dy);
     const auto grads = torch::autograd::grad({y}, {leaves.x, leaves.weight}, {damped}, retain_graph);
-    const at::Tensor indices = std::get<0>(naive_route_topk(leaves.routing.detach(), config.selected));
+    const at::Tensor indices =
+        routed.defined() ? routed : std::get<0>(naive_route_topk(leaves.routing.detach(), config.selected));
     return {grads[0], grads[1], std::get<0>(naive_rc_loss(dy, indices, leaves.routing, quantile, scale))};
 }
 
 LayerGradients train_step(Method method, const LayerConfig &config, const LayerInputs &leaves) {
     return layer_gradients(method, layer_output(method, config, leaves), leaves);
+}
+
+LayerGradients rc_train_step(Method method, const LayerConfig &config, const LayerInputs &leaves) {
+    switch (method) {
+        case Method::smoe: {
+            smoe::BackwardOptions options;
+            options.rc_loss = true;
+            options.quantile = kRCQuantile;
+            options.damping = kRCDamping;
+            const at::Tensor y = std::get<0>(smoe::spatial_moe(leaves.x, leaves.weight, leaves.routing, config.selected,
+                                                               config.outputs_per_expert, false, options));
+            return layer_gradients(method, y, leaves);
+        }
+        case Method::naive: return naive_rc_backward(layer_output(method, config, leaves), config, leaves);
+        case Method::dense_e: return train_step(method, config, leaves);
+    }
+    return {};
+}
+
+int64_t rc_train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves) {
+    rc_train_step(method, config, leaves);
+    return peak_cpu_bytes_during([&] { rc_train_step(method, config, leaves); });
 }
 
 int64_t train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves) {
@@ -164,6 +210,20 @@ double median_seconds(const std::function<void()> &fn, int warmup, int runs) {
     }
     std::nth_element(seconds.begin(), seconds.begin() + runs / 2, seconds.end());
     return seconds[runs / 2];
+}
+
+std::vector<std::vector<double>> interleaved_seconds(const std::vector<std::function<void()>> &methods, int rounds,
+                                                     int runs) {
+    const size_t n = methods.size();
+    for (const auto &method : methods) method();
+    std::vector<std::vector<double>> seconds(n);
+    for (int round = 0; round < rounds; ++round) {
+        for (size_t k = 0; k < n; ++k) {
+            const size_t i = (k + static_cast<size_t>(round)) % n;
+            seconds[i].push_back(median_seconds(methods[i], /*warmup=*/0, runs));
+        }
+    }
+    return seconds;
 }
 
 double gemm_flops(int64_t n) { return 2.0 * n * n * n; }

@@ -23,12 +23,20 @@ struct LayerConfig {
     int64_t selected;  // E, experts evaluated per pixel
     int64_t kernel;    // K
     int64_t outputs_per_expert = 1;  // F
+    // 0: random routing scores per pixel (the worst case for locality); n > 0: the grid is cut into
+    // n x n regions whose pixels share their scores, so neighbours share their expert set, as under
+    // a trained gate.
+    int64_t routing_regions = 0;
 
     // Multiply-adds counted twice, over the selected experts only: 2·B·E·F·C·K·K·H·W.
     double flops() const;
 };
 
+// The paper's layers at CPU sizes (DESIGN.md §6): heat, weatherbench, cifar.
 const std::vector<LayerConfig> &layer_configs();
+// What smoe_compare adds to them: weatherbench at batches 1, 2, 4; an NE/E sweep at fixed C and E
+// (2, 4, 8); the ens10-like layer; weatherbench routed by regions.
+const std::vector<LayerConfig> &compare_configs();
 
 struct LayerInputs {
     at::Tensor x;              // [B, C, H, W]
@@ -106,11 +114,25 @@ inline constexpr double kRCQuantile = 0.7, kRCDamping = 0.1;
 at::Tensor naive_error_quantile(const at::Tensor &grad_y, double q, double scale);
 std::tuple<at::Tensor, at::Tensor> naive_rc_loss(const at::Tensor &grad_y, const at::Tensor &indices,
                                                  const at::Tensor &routing, const at::Tensor &quantile, double scale);
+// `indices` are the experts y was routed to (int64); undefined: at::topk of the routing, as the
+// paper's code does.
 LayerGradients naive_rc_backward(const at::Tensor &y, const LayerConfig &config, const LayerInputs &leaves,
-                                 bool retain_graph = false);
+                                 bool retain_graph = false, const at::Tensor &indices = {});
+
+// The training step of record (the paper's training): RC loss and damping with q = 0.7, δ = 0.1 —
+// smoe::spatial_moe with those options and one backward; the naive layer the paper's way
+// (naive_rc_backward); dense-E has neither and takes its plain step.
+LayerGradients rc_train_step(Method method, const LayerConfig &config, const LayerInputs &leaves);
+int64_t rc_train_step_peak_bytes(Method method, const LayerConfig &config, const LayerInputs &leaves);
 
 // Median wall time of `runs` calls of `fn` after `warmup` untimed calls, in seconds.
 double median_seconds(const std::function<void()> &fn, int warmup, int runs);
+
+// The methods timed in turn: after one warm-up call each, `rounds` rounds that each time every
+// method (the median of `runs` calls), starting one method later every round, so that the
+// machine's drifts hit them alike. Returns each method's round medians, in seconds.
+std::vector<std::vector<double>> interleaved_seconds(const std::vector<std::function<void()>> &methods, int rounds,
+                                                     int runs);
 
 // Side of the square matrices the GEMM rate is measured on.
 inline constexpr int64_t kGemmSize = 2048;

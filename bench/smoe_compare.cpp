@@ -1,7 +1,9 @@
-// One-screen comparison: smoe forward and route_topk, then one training step (forward + backward of
-// one layer), against the LibTorch baselines on every layer configuration, in one process on the
-// same threads, after checking that smoe computes the same results. Exits non-zero when a check
-// fails.
+// One-screen comparison, in one process on the same threads, after checking that smoe computes the
+// same results: smoe's forward and route_topk, the training step of record (RC loss and damping,
+// against the paper's procedure) and the plain training step, against the LibTorch baselines, on the
+// paper's layers and the extra shapes of compare_configs() (small batches, an NE/E sweep, the
+// ens10-like layer, region routing). The methods are timed in interleaved rounds; every ratio comes
+// with its range over the rounds. Exits non-zero when a check fails.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -28,20 +31,36 @@ using smoe::bench::Method;
 
 constexpr int kWarmupRuns = 3;
 constexpr int kTimedRuns = 15;
+// Interleaved timing: rounds, and calls per method and round (their median is the round's time).
+constexpr int kRounds = 7;
+constexpr int kRunsPerRound = 3;
 // fp32 summation order differs between smoe and the dense conv (forward) and autograd (gradients).
 constexpr double kForwardTolerance = 1e-4;
 constexpr double kGradientTolerance = 1e-4;
 
+// Round medians of each method (interleaved_seconds), and what the tables print of them.
+struct Timing {
+    std::vector<double> rounds;
+    double median() const {
+        std::vector<double> r = rounds;
+        std::sort(r.begin(), r.end());
+        return r[r.size() / 2];
+    }
+};
+
+// "1.85x (1.62-2.03)": the ratio of the medians, and the range of the per-round ratios.
+std::string ratio_with_range(const Timing &numerator, const Timing &denominator);
+
 struct ConfigResult {
     std::string name;
     double route_smoe_s, route_torch_s;
-    double forward_smoe_s, forward_naive_s, forward_dense_e_s;
+    Timing forward_smoe, forward_naive, forward_dense_e;
     double flops;
 };
 
 struct TrainingResult {
     std::string name;
-    double step_smoe_s, step_naive_s, step_dense_e_s;
+    Timing step_smoe, step_naive, step_dense_e;
     int64_t peak_smoe_bytes, peak_naive_bytes, peak_dense_e_bytes;
 };
 
@@ -71,6 +90,26 @@ std::string format(const char *fmt, double value) {
 std::string format_ms(double seconds) {
     const double ms = seconds * 1e3;
     return format(ms >= 100 ? "%.0f" : ms >= 10 ? "%.1f" : ms >= 1 ? "%.2f" : "%.3f", ms);
+}
+
+std::string ratio_with_range(const Timing &numerator, const Timing &denominator) {
+    double low = INFINITY, high = 0;
+    for (size_t i = 0; i < numerator.rounds.size(); ++i) {
+        const double r = numerator.rounds[i] / denominator.rounds[i];
+        low = std::min(low, r);
+        high = std::max(high, r);
+    }
+    char text[64];
+    std::snprintf(text, sizeof text, "%.2fx (%.2f-%.2f)", numerator.median() / denominator.median(), low, high);
+    return text;
+}
+
+std::vector<Timing> interleaved(const std::vector<std::function<void()>> &methods) {
+    std::vector<Timing> timings;
+    for (std::vector<double> &rounds : smoe::bench::interleaved_seconds(methods, kRounds, kRunsPerRound)) {
+        timings.push_back({std::move(rounds)});
+    }
+    return timings;
 }
 
 std::string format_rate(double flops, double seconds, double gemm_gflops) {
@@ -173,9 +212,13 @@ ConfigResult run_config(const LayerConfig &config, bool &all_checks_pass) {
     result.flops = config.flops();
     result.route_smoe_s = median_seconds([&] { smoe::route_topk(in.routing, E); });
     result.route_torch_s = median_seconds([&] { smoe::bench::naive_route_topk(in.routing, E); });
-    result.forward_smoe_s = median_seconds([&] { smoe::forward(in.x, in.weight, indices, std::nullopt, F); });
-    result.forward_naive_s = median_seconds([&] { smoe::bench::naive_forward(in.x, in.weight, indices, F); });
-    result.forward_dense_e_s = median_seconds([&] { smoe::bench::dense_e_forward(in.x, in.dense_weight); });
+    const std::vector<Timing> t = interleaved({
+        [&] { smoe::forward(in.x, in.weight, indices, std::nullopt, F); },
+        [&] { smoe::bench::naive_forward(in.x, in.weight, indices, F); },
+        [&] { smoe::bench::dense_e_forward(in.x, in.dense_weight); }});
+    result.forward_smoe = t[0];
+    result.forward_naive = t[1];
+    result.forward_dense_e = t[2];
     return result;
 }
 
@@ -205,18 +248,56 @@ TrainingResult run_training(const LayerConfig &config, bool &all_checks_pass) {
     std::printf("   %s\n", gradients_equal ? "ok" : "FAILED");
     all_checks_pass = all_checks_pass && gradients_equal;
 
-    const auto step_seconds = [&](Method method) {
-        return median_seconds([&] { smoe::bench::train_step(method, config, leaves); });
-    };
+    const std::vector<Timing> t = interleaved({[&] { smoe::bench::train_step(Method::smoe, config, leaves); },
+                                               [&] { smoe::bench::train_step(Method::naive, config, leaves); },
+                                               [&] { smoe::bench::train_step(Method::dense_e, config, leaves); }});
     const auto peak_bytes = [&](Method method) { return smoe::bench::train_step_peak_bytes(method, config, leaves); };
     TrainingResult result;
     result.name = config.name;
-    result.step_smoe_s = step_seconds(Method::smoe);
-    result.step_naive_s = step_seconds(Method::naive);
-    result.step_dense_e_s = step_seconds(Method::dense_e);
+    result.step_smoe = t[0];
+    result.step_naive = t[1];
+    result.step_dense_e = t[2];
     result.peak_smoe_bytes = peak_bytes(Method::smoe);
     result.peak_naive_bytes = peak_bytes(Method::naive);
     result.peak_dense_e_bytes = peak_bytes(Method::dense_e);
+    return result;
+}
+
+// The training step of record: RC loss and damping. Checks smoe's gradients (x, weight, routing)
+// against the paper's two-pass procedure, then times and measures every method.
+TrainingResult run_rc_training(const LayerConfig &config, bool &all_checks_pass) {
+    const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config));
+    const smoe::bench::LayerGradients actual = smoe::bench::rc_train_step(Method::smoe, config, leaves);
+    const at::Tensor indices = std::get<0>(smoe::bench::stable_route_topk(leaves.routing.detach(), config.selected));
+    const at::Tensor reference_y = smoe::bench::naive_spatial_moe(leaves.x, leaves.weight, leaves.routing, indices,
+                                                                  config.outputs_per_expert);
+    const smoe::bench::LayerGradients expected =
+        smoe::bench::naive_rc_backward(reference_y, config, leaves, false, indices);
+    print_config(config);
+    std::printf("RC + damping gradients max|smoe-naive|/max|naive|:");
+    bool equal_all = true;
+    for (auto [name, a, e] : {std::tuple{"x", actual.x, expected.x},
+                              std::tuple{"weight", actual.weight, expected.weight},
+                              std::tuple{"routing", actual.routing, expected.routing}}) {
+        const double d = a.sizes() == e.sizes() ? relative_difference(a, e) : INFINITY;
+        const bool equal = d <= kGradientTolerance;
+        equal_all = equal_all && equal;
+        std::printf("  %s %.1e%s", name, d, equal ? "" : " FAILED");
+    }
+    std::printf("   %s\n", equal_all ? "ok" : "FAILED");
+    all_checks_pass = all_checks_pass && equal_all;
+
+    const std::vector<Timing> t = interleaved({[&] { smoe::bench::rc_train_step(Method::smoe, config, leaves); },
+                                               [&] { smoe::bench::rc_train_step(Method::naive, config, leaves); },
+                                               [&] { smoe::bench::rc_train_step(Method::dense_e, config, leaves); }});
+    TrainingResult result;
+    result.name = config.name;
+    result.step_smoe = t[0];
+    result.step_naive = t[1];
+    result.step_dense_e = t[2];
+    result.peak_smoe_bytes = smoe::bench::rc_train_step_peak_bytes(Method::smoe, config, leaves);
+    result.peak_naive_bytes = smoe::bench::rc_train_step_peak_bytes(Method::naive, config, leaves);
+    result.peak_dense_e_bytes = smoe::bench::rc_train_step_peak_bytes(Method::dense_e, config, leaves);
     return result;
 }
 
@@ -227,21 +308,20 @@ void print_table(const std::vector<ConfigResult> &results, double gemm_gflops) {
                  {"forward ms", "smoe", 9},
                  {"forward ms", "naive", 9},
                  {"forward ms", "dense-E", 9},
-                 {"speedup", "naive/smoe", 12},
-                 {"vs dense-E", "smoe/dense", 12},
+                 {"speedup (range)", "naive/smoe", 21},
+                 {"vs dense-E (range)", "smoe/dense", 21},
                  {"forward GFLOP/s (% of GEMM)", "smoe", 15},
                  {"forward GFLOP/s (% of GEMM)", "naive", 15},
                  {"forward GFLOP/s (% of GEMM)", "dense-E", 15},
                  {"route/forward", "smoe", 15}});
     for (const ConfigResult &r : results) {
-        table.add_row({r.name, format_ms(r.route_smoe_s), format_ms(r.route_torch_s), format_ms(r.forward_smoe_s),
-                       format_ms(r.forward_naive_s), format_ms(r.forward_dense_e_s),
-                       format("%.2fx", r.forward_naive_s / r.forward_smoe_s),
-                       format("%.2fx", r.forward_smoe_s / r.forward_dense_e_s),
-                       format_rate(r.flops, r.forward_smoe_s, gemm_gflops),
-                       format_rate(r.flops, r.forward_naive_s, gemm_gflops),
-                       format_rate(r.flops, r.forward_dense_e_s, gemm_gflops),
-                       format("%.1f%%", 100.0 * r.route_smoe_s / r.forward_smoe_s)});
+        const double smoe_s = r.forward_smoe.median(), naive_s = r.forward_naive.median(),
+                     dense_s = r.forward_dense_e.median();
+        table.add_row({r.name, format_ms(r.route_smoe_s), format_ms(r.route_torch_s), format_ms(smoe_s),
+                       format_ms(naive_s), format_ms(dense_s), ratio_with_range(r.forward_naive, r.forward_smoe),
+                       ratio_with_range(r.forward_smoe, r.forward_dense_e), format_rate(r.flops, smoe_s, gemm_gflops),
+                       format_rate(r.flops, naive_s, gemm_gflops), format_rate(r.flops, dense_s, gemm_gflops),
+                       format("%.1f%%", 100.0 * r.route_smoe_s / smoe_s)});
     }
     table.print();
 }
@@ -251,8 +331,8 @@ void print_training_table(const std::vector<TrainingResult> &results) {
                  {"train step ms", "smoe", 9},
                  {"train step ms", "naive", 9},
                  {"train step ms", "dense-E", 9},
-                 {"speedup", "naive/smoe", 12},
-                 {"vs dense-E", "smoe/dense", 12},
+                 {"speedup (range)", "naive/smoe", 21},
+                 {"vs dense-E (range)", "smoe/dense", 21},
                  {"peak memory MiB", "smoe", 9},
                  {"peak memory MiB", "naive", 9},
                  {"peak memory MiB", "dense-E", 9},
@@ -260,12 +340,28 @@ void print_training_table(const std::vector<TrainingResult> &results) {
     const auto mib = [](int64_t bytes) { return format("%.1f", smoe::bench::to_mib(bytes)); };
     for (const TrainingResult &r : results) {
         const double memory_ratio = static_cast<double>(r.peak_smoe_bytes) / static_cast<double>(r.peak_naive_bytes);
-        table.add_row({r.name, format_ms(r.step_smoe_s), format_ms(r.step_naive_s), format_ms(r.step_dense_e_s),
-                       format("%.2fx", r.step_naive_s / r.step_smoe_s),
-                       format("%.2fx", r.step_smoe_s / r.step_dense_e_s), mib(r.peak_smoe_bytes),
+        table.add_row({r.name, format_ms(r.step_smoe.median()), format_ms(r.step_naive.median()),
+                       format_ms(r.step_dense_e.median()), ratio_with_range(r.step_naive, r.step_smoe),
+                       ratio_with_range(r.step_smoe, r.step_dense_e), mib(r.peak_smoe_bytes),
                        mib(r.peak_naive_bytes), mib(r.peak_dense_e_bytes), format("%.2f", memory_ratio)});
     }
     table.print();
+}
+
+// The CPU as /proc/cpuinfo names it, with vendor, family and model, and which kernels it runs.
+std::string cpu_description() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, name = "unknown CPU", vendor, family, model;
+    auto value = [](const std::string &l) { return l.substr(l.find(':') + 2); };
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0 && name == "unknown CPU") name = value(line);
+        if (line.rfind("vendor_id", 0) == 0 && vendor.empty()) vendor = value(line);
+        if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value(line);
+        if (line.rfind("model\t", 0) == 0 && model.empty()) model = value(line);
+    }
+    __builtin_cpu_init();
+    const char *kernels = __builtin_cpu_supports("avx512f") ? "AVX-512" : __builtin_cpu_supports("avx2") ? "AVX2" : "x86-64";
+    return name + " (" + vendor + " family " + family + " model " + model + "), " + kernels + " kernels";
 }
 
 }  // namespace
@@ -276,23 +372,36 @@ int main() try {
     // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
     at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     const double gemm_gflops = smoe::bench::measure_gemm_gflops(kGemmSize);
-    std::printf("smoe compare: fp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); "
-                "times are medians of %d runs after %d warm-up runs\n\n",
-                at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
-                static_cast<long long>(kGemmSize), kTimedRuns, kWarmupRuns);
+    std::printf("smoe compare on %s\nfp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); kernel choice: %s "
+                "(cache %s)\ntimes are medians of %d interleaved rounds (each the median of %d calls); ratios show "
+                "their range over the rounds\n\n",
+                cpu_description().c_str(), at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
+                static_cast<long long>(kGemmSize), smoe::kernel_variant().c_str(),
+                smoe::kernel_choice_cache().c_str(), kRounds, kRunsPerRound);
 
+    std::vector<LayerConfig> configs = smoe::bench::layer_configs();
+    for (const LayerConfig &c : smoe::bench::compare_configs()) configs.push_back(c);
     std::printf("checks (forward tolerance %.0e):\n", kForwardTolerance);
     bool all_checks_pass = true;
     std::vector<ConfigResult> results;
-    for (const LayerConfig &config : smoe::bench::layer_configs()) {
-        results.push_back(run_config(config, all_checks_pass));
-    }
+    for (const LayerConfig &config : configs) results.push_back(run_config(config, all_checks_pass));
     std::printf("\n");
     print_table(results, gemm_gflops);
 
-    std::printf("\ntraining step: forward + backward of one layer; gradients of x, weight and routing (dense-E: x and "
-                "weight)\npeak memory: most bytes held at once in LibTorch's CPU allocator during one step, beyond its "
-                "inputs\n(not counted: scratch the smoe Halide kernels take from malloc; see bench/README.md)\n\n");
+    std::printf("\ntraining step of record: forward + backward of one layer with the RC loss and damping (q = %.1f, "
+                "delta = %.1f);\nsmoe: one backward; naive: the paper's procedure (torch.quantile, dense labels, BCE, "
+                "two backwards); dense-E: its plain step\npeak memory: most bytes held at once in LibTorch's CPU "
+                "allocator during one step, beyond its inputs\n(not counted: scratch the smoe Halide kernels take "
+                "from malloc; see bench/README.md)\n\n",
+                smoe::bench::kRCQuantile, smoe::bench::kRCDamping);
+    std::printf("checks (gradient tolerance %.0e, against the paper's procedure):\n", kGradientTolerance);
+    std::vector<TrainingResult> rc_results;
+    for (const LayerConfig &config : configs) rc_results.push_back(run_rc_training(config, all_checks_pass));
+    std::printf("\n");
+    print_training_table(rc_results);
+
+    std::printf("\nplain training step (straight-through gate, no damping): gradients of x, weight and routing "
+                "(dense-E: x and weight)\n\n");
     std::printf("checks (gradient tolerance %.0e, against LibTorch autograd through the paper's layer):\n",
                 kGradientTolerance);
     std::vector<TrainingResult> training_results;

@@ -242,7 +242,15 @@ if (SMOE_TUNED)
           list(GET fields 2 knobs)
         endif ()
         if (op IN_LIST _smoe_variant_ops)
-          if (NOT knobs STREQUAL "")
+          # Knobs that only pick a formulation variant's own schedule add no kernel: the variant
+          # is built for every target anyway.
+          set(duplicate FALSE)
+          foreach (formulation IN LISTS SMOE_FORMULATION_VARIANTS)
+            if (formulation MATCHES "^${op}\\|[^|]*\\|knobs=${knobs}\\|")
+              set(duplicate TRUE)
+            endif ()
+          endforeach ()
+          if (NOT knobs STREQUAL "" AND NOT duplicate)
             list(APPEND SMOE_TUNED_VARIANTS "${op}|${class}|${knobs}|${_store_TARGET}|${_store_CPU}")
           endif ()
         elseif (_on_host AND (NOT DEFINED SMOE_KNOBS_CLASS_${op} OR

@@ -64,6 +64,10 @@ void set_kernel_variant(const std::string &choice) {
     runtime::set_kernel_variant(choice);
 }
 
+std::string kernel_variant() {
+    return runtime::kernel_variant();
+}
+
 std::string kernel_choice_cache() {
     const std::optional<std::string> &path = runtime::kernel_cache_path();
     return path ? *path : "off";

@@ -83,6 +83,7 @@ std::vector<std::string> kernel_variants();
 // "regular", "tuned", or a formulation variant's name (channel_dots, channel_axpys, tap_tiles,
 // expert_groups).
 void set_kernel_variant(const std::string &choice);
+std::string kernel_variant();
 // The file measured kernel choices are cached in, or "off".
 std::string kernel_choice_cache();
 

@@ -13,31 +13,37 @@ namespace {
 const std::vector<KnobSpec> &pixel_tile_knobs_cpu() {
     static const std::vector<KnobSpec> knobs = {
         {"accumulators", {4, 6, 8, 12, 16, 20, 24}, 0,
-         "vector registers per register tile (0: 3/4 of the registers, 12 on AVX2, 24 on AVX-512)"},
-        {"batch_vectors", {1, 2, 4}, 0, "widest register tile, in batch vectors (0: registers / 8)"},
+         "vector registers per register tile (0: 3/4 of the registers, 12 on AVX2, 24 on AVX-512)", {0}},
+        {"batch_vectors", {1, 2, 4}, 0, "widest register tile, in batch vectors (0: registers / 8)", {0}},
         {"row_tile", {1, 2, 4, 8}, 4, "grid rows per parallel task"},
         {"dot_channels", {1, 2, 4, 8}, 1,
          "batches under 4 lanes: output channels per register tile, each a dot product vectorised "
-         "over input channels (1: one at a time)"},
+         "over input channels (1: one at a time)", {0}},
     };
     return knobs;
 }
 
 const std::vector<KnobSpec> &backward_data_knobs_cpu() {
     static const std::vector<KnobSpec> knobs = [] {
-        std::vector<KnobSpec> all = pixel_tile_knobs_cpu();
+        // The formulation first: the tuner's descent goes through the knobs in this order.
+        std::vector<KnobSpec> all = {
+            {"formulation", {0, 1}, 0,
+             "0: pixel tiles; 1: channel axpys, per pixel channel vectors x samples in registers, each step a "
+             "gathered row times broadcast dy, written in pixel vectors"},
+            {"axpy_batch", {1, 2, 4, 8}, 0, "channel axpys: samples of the widest register tile (0: registers / 4)",
+             {1}},
+            {"axpy_vectors", {1, 2, 3, 4}, 0,
+             "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)", {1}},
+        };
+        for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
         all.push_back({"channel_vectors", {0, 2, 4, 8}, 0,
                        "input-channel vectors per register tile, each a contiguous run of a gathered weight row "
-                       "times a broadcast dy, for every batch (0: batch vectors; dot_channels under 4 samples)"});
+                       "times a broadcast dy, for every batch (0: batch vectors; dot_channels under 4 samples)",
+                       {0}});
         all.push_back({"row_vectors", {0, 1}, 0,
                        "shared routing: the output vectorised along grid rows, each tap's weights gathered once "
-                       "per row for every sample (0: pixel tiles over channels x batch)"});
-        all.push_back({"formulation", {0, 1}, 0,
-                       "0: pixel tiles; 1: channel axpys, per pixel channel vectors x samples in registers, each "
-                       "step a gathered row times broadcast dy, written in pixel vectors"});
-        all.push_back({"axpy_batch", {1, 2, 4, 8}, 0, "channel axpys: samples of the widest register tile (0: registers / 4)"});
-        all.push_back({"axpy_vectors", {1, 2, 3, 4}, 0,
-                       "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)"});
+                       "per row for every sample (0: pixel tiles over channels x batch)",
+                       {0}});
         return all;
     }();
     return knobs;
@@ -45,17 +51,21 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
 
 const std::vector<KnobSpec> &forward_knobs_cpu() {
     static const std::vector<KnobSpec> knobs = [] {
-        std::vector<KnobSpec> all = pixel_tile_knobs_cpu();
+        // The formulation first: the tuner's descent goes through the knobs in this order.
+        std::vector<KnobSpec> all = {
+            {"formulation", {0, 1}, 0,
+             "0: pixel tiles, the batch in the vector lanes; 1: channel dots, the input channels in the lanes "
+             "(full vectors whatever the batch)"},
+            {"dot_batch", {1, 2, 4, 8}, 0,
+             "channel dots: samples of the widest register tile (0: registers / 4, 8 on AVX-512)", {1}},
+            {"dot_slots", {1, 2, 3, 4, 6}, 0,
+             "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch)", {1}},
+        };
+        for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
         all.push_back({"dot_partials", {0, 1}, 0,
                        "1: each dot product keeps a vector of partial sums over strided input channels for the "
-                       "whole reduction and sums its lanes once (for kernels that only see batches under 4)"});
-        all.push_back({"formulation", {0, 1}, 0,
-                       "0: pixel tiles, the batch in the vector lanes; 1: channel dots, the input channels in the "
-                       "lanes (full vectors whatever the batch)"});
-        all.push_back({"dot_batch", {1, 2, 4, 8}, 0,
-                       "channel dots: samples of the widest register tile (0: registers / 4, 8 on AVX-512)"});
-        all.push_back({"dot_slots", {1, 2, 3, 4, 6}, 0,
-                       "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch)"});
+                       "whole reduction and sums its lanes once (for kernels that only see batches under 4)",
+                       {0}});
         return all;
     }();
     return knobs;
@@ -80,8 +90,8 @@ const std::vector<KnobSpec> &vector_width_knob() {
 // only the blocks with a key in the bucket, and how many keys a block holds.
 const std::vector<KnobSpec> &quantile_formulation_knobs() {
     static const std::vector<KnobSpec> knobs = {
-        {"skip_from", {1, 2}, 1, "first radix pass that counts only the blocks of keys holding one in the bucket"},
-        {"skip_block", {16, 32, 64}, 16, "keys per tested block"},
+        {"skip_from", {1, 2}, 2, "first radix pass that counts only the blocks of keys holding one in the bucket"},
+        {"skip_block", {16, 32, 64}, 32, "keys per tested block"},
     };
     return knobs;
 }
@@ -89,7 +99,7 @@ const std::vector<KnobSpec> &quantile_formulation_knobs() {
 const std::vector<KnobSpec> &quantile_knobs_cpu() {
     static const std::vector<KnobSpec> knobs = [] {
         std::vector<KnobSpec> all = {
-            {"histogram_copies", {1, 2, 4, 8}, 4,
+            {"histogram_copies", {1, 2, 4, 8}, 2,
              "interleaved partial histograms in the first radix pass (break chains of increments to one bin)"},
         };
         for (const KnobSpec &k : quantile_formulation_knobs()) all.push_back(k);
@@ -131,22 +141,24 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
     if (op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : backward_data_knobs_cpu();
     if (op == "backward_weight") {
         static const std::vector<KnobSpec> cpu = {
+            {"formulation", {0, 1}, 0,
+             "shared routing: 0: channel chunks per tap; 1: tap tiles, a row of taps of a block of "
+             "channel_vectors channel vectors in registers, blocks outermost in a band"},
             {"channel_vectors", {1, 2, 4, 8, 16}, 0,
-             "channel vectors summed over the batch in registers (0: half the vector registers)"},
+             "channel vectors summed over the batch in registers (0: half the vector registers; tap tiles "
+             "and expert groups: registers / 8)"},
             {"band_lanes", {0, 1}, 0,
              "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
-             "(0: channel vectors, one task per band)"},
-            {"formulation", {0, 1}, 0,
-             "shared routing: 0: channel chunks per tap; 1: tap tiles, every tap of a block of "
-             "channel_vectors channel vectors in registers, blocks outermost in a band"},
+             "(0: channel vectors, one task per band)",
+             {0}},
         };
         return gpu ? no_knobs() : cpu;
     }
     if (op == "route_topk") {
         static const std::vector<KnobSpec> cpu = {
-            {"pixel_tile", {0, 1}, 0,
+            {"pixel_tile", {0, 1}, 1,
              "1: keys and ranks per vector of pixels (in L1), scatter vectorised; 0: per grid row"},
-            {"pixel_vector", {4, 8, 16, 32}, 0, "pixels per vector (0: the target's natural width)"},
+            {"pixel_vector", {4, 8, 16, 32}, 32, "pixels per vector (0: the target's natural width)"},
             {"rows_per_task", {1, 2, 4, 8, 16, 32}, 8, "grid rows per parallel task of the score gather"},
         };
         static const std::vector<KnobSpec> cuda = {

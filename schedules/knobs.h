@@ -17,6 +17,9 @@ struct KnobSpec {
     std::vector<int> values;  // the range the tuner searches, smallest first
     int default_value;        // 0: derived from the target (see `meaning`)
     std::string meaning;
+    // The values of the op's `formulation` knob this knob matters for (empty: every formulation);
+    // the tuner leaves it alone under the others.
+    std::vector<int> formulations = {};
 };
 
 // The knobs of an op's schedule on a CPU or a GPU target. Ops: forward, backward_data,
