@@ -145,6 +145,16 @@ set(SMOE_FORMULATION_VARIANTS
     "backward_weight|tap_tiles|knobs=formulation:1|shared|b4+_c8+"
     "backward_weight|expert_groups|group_pixels=16|shared|b1-3_c8+")
 
+# One float32 CPU kernel of an op's generator beside its regular ones: a formulation or tuned variant.
+function(_smoe_add_float32_variant name op targets shared weighted)
+  add_halide_library(${name} FROM smoe_generators
+    GENERATOR smoe_${op}
+    FUNCTION_NAME ${name}
+    TARGETS ${targets}
+    PARAMS dtype=float32 shared_routing=${shared} weighted=${weighted} ${ARGN}
+    USE_RUNTIME smoe_halide_runtime)
+endfunction()
+
 # smoe_add_formulation_variants(<header>): their kernels and the header runtime/ dispatches with.
 function(smoe_add_formulation_variants header)
   set(libs ${SMOE_KERNEL_LIBRARIES})
@@ -165,12 +175,7 @@ function(smoe_add_formulation_variants header)
       foreach (gating IN ITEMS unweighted weighted)
         _smoe_routing_flags(${routing} ${gating} shared_flag weighted_flag)
         set(name smoe_${op}_${routing}_${gating}_${variant_name}_f32)
-        add_halide_library(${name} FROM smoe_generators
-          GENERATOR smoe_${op}
-          FUNCTION_NAME ${name}
-          TARGETS ${_smoe_f32_targets}
-          PARAMS dtype=float32 shared_routing=${shared_flag} weighted=${weighted_flag} ${params}
-          USE_RUNTIME smoe_halide_runtime)
+        _smoe_add_float32_variant(${name} ${op} "${_smoe_f32_targets}" ${shared_flag} ${weighted_flag} ${params})
         list(APPEND libs ${name})
         string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${variant_name}\", \"${params}\", \"${classes}\", ${name}) \\\n")
       endforeach ()
@@ -293,12 +298,7 @@ function(smoe_add_tuned_variants header)
       foreach (gating IN ITEMS unweighted weighted)
         _smoe_routing_flags(${routing} ${gating} shared_flag weighted_flag)
         set(name smoe_${op}_${routing}_${gating}_tuned_${class_id}_${target_hash})
-        add_halide_library(${name} FROM smoe_generators
-          GENERATOR smoe_${op}
-          FUNCTION_NAME ${name}
-          TARGETS ${target}-user_context
-          PARAMS dtype=float32 shared_routing=${shared_flag} weighted=${weighted_flag} knobs=${knobs}
-          USE_RUNTIME smoe_halide_runtime)
+        _smoe_add_float32_variant(${name} ${op} "${target}-user_context" ${shared_flag} ${weighted_flag} knobs=${knobs})
         list(APPEND libs ${name})
         string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${class}\", \"${knobs}\", \"${target}\", \"${vendor}|${family}|${model}\", ${name}) \\\n")
       endforeach ()

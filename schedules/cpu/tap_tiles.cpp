@@ -13,66 +13,22 @@
 //   number of threads.
 #include "tap_tiles.h"
 
+#include "weight_tiles.h"
+
 namespace smoe {
 
 using namespace Halide;
 
-namespace {
-
-// Taps along kw in one register tile: a K = 3 row of taps (every benchmark layer), a 5 or 7 in
-// two or three passes.
-constexpr int kTaps = 3;
-
-}  // namespace
-
 void schedule_tap_tiles_cpu(BackwardWeightStages &s, const Knobs &knobs, const Target &target) {
-    const int lanes = target.natural_vector_size(s.total.type());
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
-    // A tile holds kTaps x channel_vectors accumulators: 3 x 4 of AVX-512's 32 registers.
-    const int channel_vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 8;
-    const int block = lanes * channel_vectors;
-    const TailStrategy tail = TailStrategy::GuardWithIf;
-
-    s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);
-    s.partial.reorder(s.c, s.kw, s.kh, s.row, s.band).parallel(s.band).vectorize(s.c, lanes, tail);
-
-    // Per band and channel block, its pixels in order; per (pixel, slot, kh) kTaps taps of the block.
-    Var co("co"), ci("ci"), kwo("kwo"), kwi("kwi");
-    s.partial.update()
-        .split(s.c, co, ci, block, tail)
-        .split(s.kw, kwo, kwi, kTaps, tail)
-        .reorder(ci, kwi, kwo, s.kh, s.p.x, s.p.y, s.p.z, co, s.band)
-        .parallel(s.band)
-        .vectorize(ci, lanes)
-        .unroll(ci)
-        .unroll(kwi);
-
-    // The register tile: kTaps taps x a block of channels of one (pixel, slot, kh), fixed-size.
-    s.contribution.compute_at(s.partial, kwo).reorder_storage(s.c, s.kw, s.kh, s.w, s.h, s.jf);
-    for (const Var &v : s.contribution.args()) {
-        s.contribution.bound_storage(v, v.same_as(s.c) ? block : v.same_as(s.kw) ? kTaps : 1);
-    }
-    auto register_tile = [&](Stage stage) {
-        stage.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail).unroll(s.kw, kTaps, tail);
-    };
-    register_tile(s.contribution);
-    s.contribution.update().reorder(s.c, s.kw, s.kh, s.rb);
-    register_tile(s.contribution.update());
-
-    // dŷ once per call, samples innermost: a (pixel, slot)'s batch is one contiguous run.
-    s.gated.compute_root().reorder_storage(s.b, s.jf, s.w, s.h);
-    s.gated.reorder(s.w, s.b, s.jf, s.h).parallel(s.h).vectorize(s.w, lanes, tail);
-
-    // The block's input channel-innermost for the band's rows and halo, samples next: a tap's
-    // block for every sample is one contiguous run.
-    const std::vector<Var> in = s.input.args();  // (w, h, c, b)
-    s.input.compute_at(s.partial, co).reorder_storage(in[2], in[3], in[0], in[1]);
-    s.input.reorder(in[2], in[3], in[0], in[1]).vectorize(in[2], lanes, tail);
-
-    s.total.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row);
-    s.total.parallel(s.row).vectorize(s.c, lanes, tail);
-    s.total.update().reorder(s.c, s.kw, s.kh, s.t, s.row).parallel(s.row).vectorize(s.c, lanes, tail);
-    s.output.reorder(s.c, s.kw, s.kh, s.row).parallel(s.row).vectorize(s.c, lanes, tail);
+    const WeightTile tile = weight_tile(knobs, target, s.total.type());
+    // Per band and channel block, its pixels in order; per (pixel, slot, kh) a row of taps.
+    Var block, taps;
+    schedule_band_blocks(s.partial, tile, s.c, s.kw, s.kh, s.row, s.band, {s.kh, s.p.x, s.p.y, s.p.z}, block, taps);
+    // The register tile of one (pixel, slot, kh), summed over the batch.
+    schedule_register_tile(s.contribution, tile, s.c, s.kw, LoopLevel(s.partial, taps), {s.c, s.kw, s.kh, s.rb});
+    schedule_samples_innermost(s.gated, tile.lanes);
+    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes);
+    schedule_band_sum(s.total, s.output, s.c, s.kw, s.kh, s.row, s.t, tile.lanes);
 }
 
 }  // namespace smoe

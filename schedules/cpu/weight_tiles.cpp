@@ -1,0 +1,75 @@
+#include "weight_tiles.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+WeightTile weight_tile(const Knobs &knobs, const Target &target, const Type &type) {
+    const int lanes = target.natural_vector_size(type);
+    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 8;
+    return {lanes, vectors, lanes * vectors};
+}
+
+void schedule_band_blocks(Func partial, const WeightTile &tile, Var c, Var kw, Var kh, Var row, Var band,
+                          const std::vector<VarOrRVar> &middle, Var &block, Var &taps) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    partial.compute_root().reorder_storage(c, kw, kh, row, band);
+    partial.reorder(c, kw, kh, row, band).parallel(band).vectorize(c, tile.lanes, tail);
+    Var ci("ci"), kwi("kwi");
+    block = Var("co");
+    taps = Var("kwo");
+    std::vector<VarOrRVar> order = {ci, kwi, taps};
+    order.insert(order.end(), middle.begin(), middle.end());
+    order.push_back(block);
+    order.push_back(band);
+    partial.update()
+        .split(c, block, ci, tile.block, tail)
+        .split(kw, taps, kwi, kTileTaps, tail)
+        .reorder(order)
+        .parallel(band)
+        .vectorize(ci, tile.lanes)
+        .unroll(ci)
+        .unroll(kwi);
+}
+
+void schedule_register_tile(Func tile, const WeightTile &layout, Var c, Var kw, const LoopLevel &at,
+                            const std::vector<VarOrRVar> &order) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    std::vector<Var> storage = tile.args();
+    // c first, then kw: the tile's vectors are contiguous runs of channels.
+    std::vector<Var> reordered = {c, kw};
+    for (const Var &v : storage) {
+        if (!v.same_as(c) && !v.same_as(kw)) reordered.push_back(v);
+    }
+    tile.compute_at(at).reorder_storage(reordered);
+    for (const Var &v : storage) tile.bound_storage(v, v.same_as(c) ? layout.block : v.same_as(kw) ? kTileTaps : 1);
+    auto registers = [&](Stage stage) {
+        stage.vectorize(c, layout.lanes, tail).unroll(c, layout.channel_vectors, tail).unroll(kw, kTileTaps, tail);
+    };
+    registers(tile);
+    tile.update().reorder(order);
+    registers(tile.update());
+}
+
+void schedule_samples_innermost(Func gated, int lanes) {
+    const std::vector<Var> g = gated.args();  // (w, h, jf, b)
+    gated.compute_root().reorder_storage(g[3], g[2], g[0], g[1]);
+    gated.reorder(g[0], g[3], g[2], g[1]).parallel(g[1]).vectorize(g[0], lanes, TailStrategy::GuardWithIf);
+}
+
+void schedule_block_input(Func input, const LoopLevel &at, int lanes) {
+    const std::vector<Var> in = input.args();  // (w, h, c, b)
+    input.compute_at(at).reorder_storage(in[2], in[3], in[0], in[1]);
+    input.reorder(in[2], in[3], in[0], in[1]).vectorize(in[2], lanes, TailStrategy::GuardWithIf);
+}
+
+void schedule_band_sum(Func total, Func output, Var c, Var kw, Var kh, Var row, RVar t, int lanes) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    total.compute_root().reorder_storage(c, kw, kh, row);
+    total.parallel(row).vectorize(c, lanes, tail);
+    total.update().reorder(c, kw, kh, t, row).parallel(row).vectorize(c, lanes, tail);
+    output.reorder(c, kw, kh, row).parallel(row).vectorize(c, lanes, tail);
+}
+
+}  // namespace smoe
