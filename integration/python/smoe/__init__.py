@@ -12,7 +12,7 @@ import torch
 __all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
            "kernel_variants", "set_kernel_variant", "kernel_choice_cache",
            "TensorRoutingGate",
-           "SpatialMoE2d"]
+           "SpatialMoE2d", "WeatherResNet"]
 
 
 def library_path() -> str:
@@ -39,4 +39,4 @@ kernel_variants = torch.ops.smoe.kernel_variants
 set_kernel_variant = torch.ops.smoe.set_kernel_variant
 kernel_choice_cache = torch.ops.smoe.kernel_choice_cache
 
-from .nn import SpatialMoE2d, TensorRoutingGate  # noqa: E402  (needs the ops loaded)
+from .nn import SpatialMoE2d, TensorRoutingGate, WeatherResNet  # noqa: E402  (needs the ops loaded)
