@@ -341,20 +341,26 @@ void final_comparison(OpResult &r, OpBench &bench, int rounds) {
         }
     }
     r.default_run.milliseconds = median_of(r.final_rounds.at("default"));
-    if (r.stored) {
-        r.stored_run.ok = true;
-        r.stored_run.milliseconds = *r.stored == defaults ? r.default_run.milliseconds : median_of(r.final_rounds.at("stored"));
+    if (r.stored && *r.stored == defaults) {
+        r.stored_run = r.default_run;
+    } else if (r.final_rounds.count("stored")) {
+        r.stored_run.milliseconds = median_of(r.final_rounds.at("stored"));
     }
     if (r.final_rounds.count("tuned")) {
         r.tuned_run.milliseconds = median_of(r.final_rounds.at("tuned"));
         // As in the descent, a change has to be at least 3% faster: within that, noise decides.
-        const Measurement &best_before = r.stored ? r.stored_run : r.default_run;
+        const Measurement &best_before = r.stored && r.stored_run.ok ? r.stored_run : r.default_run;
         if (r.tuned_run.milliseconds >= 0.97 * best_before.milliseconds) {
-            r.knobs = r.stored ? *r.stored : defaults;
+            r.knobs = r.stored && r.stored_run.ok ? *r.stored : defaults;
             r.tuned_run = best_before;
         }
+    } else if (r.stored && r.stored_run.ok && r.knobs != *r.stored) {
+        // The search ended at the defaults: they replace the store's choice only when 3% faster.
+        const bool keep_stored = r.default_run.milliseconds >= 0.97 * r.stored_run.milliseconds;
+        if (keep_stored) r.knobs = *r.stored;
+        r.tuned_run = keep_stored ? r.stored_run : r.default_run;
     } else {
-        r.tuned_run = r.stored && r.knobs == *r.stored ? r.stored_run : r.default_run;
+        r.tuned_run = r.stored && r.stored_run.ok ? r.stored_run : r.default_run;
     }
 }
 

@@ -297,8 +297,11 @@ const std::vector<FormulationVariantInfo> &formulation_variants() {
 #define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, gating, name, params, classes, fn) \
     {#op, shared, std::string(#gating) == "weighted", name, params, classes,                \
      reinterpret_cast<const void *>(&op##_##gating<fn>)},
-    static const std::vector<FormulationVariantInfo> variants = {
-        SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)};
+    // Built for AVX2-or-better targets only: on an older CPU none is listed.
+    static const std::vector<FormulationVariantInfo> variants =
+        cpu_runs_target(SMOE_FORMULATION_VARIANT_TARGET)
+            ? std::vector<FormulationVariantInfo>{SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)}
+            : std::vector<FormulationVariantInfo>{};
 #undef SMOE_FORMULATION_VARIANT_ENTRY
     return variants;
 }

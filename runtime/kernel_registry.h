@@ -98,7 +98,8 @@ const std::vector<TunedVariantInfo> &tuned_variants();
 // Off: every call uses the regular kernels (for comparisons); on by default.
 void set_tuned_kernels_enabled(bool enabled);
 
-// A float32 CPU kernel in another formulation, built for every CPU target (cmake/SmoeKernels.cmake).
+// A float32 CPU kernel in another formulation, built for the AVX2-or-better CPU targets
+// (cmake/SmoeKernels.cmake) and listed only where this CPU runs them.
 struct FormulationVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;

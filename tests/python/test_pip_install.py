@@ -6,7 +6,7 @@ modules, the functional op with autograd and torch.ops.smoe, and a short trainin
 torch, Halide and scikit-build-core come from the project's environment (.venv, the pinned
 versions) through a .pth file in the fresh environment instead of a second multi-GB copy. The
 packaging is what is tested here, so the install builds a reduced kernel set (one baseline CPU
-target, no CUDA, no tuned variants): the full set is the main build's, which the rest of the suite
+target, no CUDA, no formulation or tuned variants): the full set is the main build's, which the rest of the suite
 tests."""
 import os
 import pathlib
@@ -71,7 +71,7 @@ class PipInstall(unittest.TestCase):
         # The project environment's tools (cmake, ninja) on PATH, as in an activated environment.
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SMOE_LIBRARY")}
         env["PATH"] = f"{venv / 'bin'}:{pathlib.Path(sys.executable).parent}:{env.get('PATH', '')}"
-        reduced = ["SMOE_CUDA=OFF", "SMOE_TUNED=OFF", "SMOE_CPU_TARGETS=x86-64-linux",
+        reduced = ["SMOE_CUDA=OFF", "SMOE_TUNED=OFF", "SMOE_CPU_FORMULATIONS=OFF", "SMOE_CPU_TARGETS=x86-64-linux",
                    "SMOE_CPU_F64_TARGETS=x86-64-linux", "SMOE_CPU_HALF_TARGETS=x86-64-linux"]
         defines = [arg for define in reduced for arg in ("-C", f"cmake.define.{define}")]
         run([python, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
