@@ -3,7 +3,7 @@
 # Compiles one generator variant into the kernel libraries the operator library links:
 #   <name>_f32       CPU, one multi-target library: AVX-512 (Skylake), AVX2+FMA, baseline x86-64;
 #                    the first target the running CPU supports is used.
-#   <name>_f64       CPU, float64 (tests and gradcheck), AVX2+FMA with a baseline fallback.
+#   <name>_f64       CPU, float64 (tests and gradcheck: correctness, not speed), baseline x86-64.
 #   <name>_f16, <name>_bf16
 #                    CPU, float16 / bfloat16 storage with float32 arithmetic (generators/precision.h).
 #   <name>_f32_cuda, <name>_f16_cuda, <name>_bf16_cuda
@@ -17,7 +17,6 @@ set(SMOE_CPU_TARGETS
     x86-64-linux
     CACHE STRING "Halide targets of the float32 CPU kernels, best first (a list)")
 set(SMOE_CPU_F64_TARGETS
-    x86-64-linux-sse41-avx-avx2-f16c-fma
     x86-64-linux
     CACHE STRING "Halide targets of the float64 CPU kernels, best first (a list)")
 set(SMOE_CPU_HALF_TARGETS

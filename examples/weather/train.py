@@ -43,7 +43,7 @@ def parse(argv=None):
     p.add_argument("--train-years", default=None, help="first-last (default: 2000-2002 demo, 1979-2015 data)")
     p.add_argument("--test-years", default=None, help="first-last (default: 2003-2003 demo, 2017-2018 data)")
     p.add_argument("--blocks", type=int, default=2, help="residual blocks (the paper's network: 19)")
-    p.add_argument("--filters", type=int, default=32, help="filters (the paper's network: 128); SMoE: E = filters")
+    p.add_argument("--filters", type=int, default=16, help="filters (the paper's network: 128); SMoE: E = filters")
     p.add_argument("--experts", type=int, default=None, help="NE of the SMoE layers (default 2 x filters)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch", type=int, default=32)
