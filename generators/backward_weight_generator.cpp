@@ -165,12 +165,15 @@ private:
         pixel_mask(e, g, h) = pixel_mask(e, g, h) |
                               select(g * G + ri < width && slot_of(e, pixel, h) >= 0, cast<uint32_t>(1) << cast<uint32_t>(ri),
                                      cast<uint32_t>(0));
+        // Branch-free (which pixels select an expert is random): a pixel that does not select e goes
+        // to entry G + (its rank among those), past the list.
         RDom rp(0, G, "rp");
         Expr mask = pixel_mask(e, g, h);
-        rp.where(((mask >> cast<uint32_t>(rp)) & 1) == 1);
+        Expr below = (cast<uint32_t>(1) << cast<uint32_t>(rp)) - 1;
+        Expr entry = select(((mask >> cast<uint32_t>(rp)) & 1) == 1, popcount(mask & below), G + popcount(~mask & below));
         Func group_pixel("group_pixel");
         group_pixel(k, e, g, h) = 0;
-        group_pixel(cast<int32_t>(popcount(mask & ((cast<uint32_t>(1) << cast<uint32_t>(rp)) - 1))), e, g, h) = rp;
+        group_pixel(clamp(cast<int32_t>(entry), 0, 2 * G - 1), e, g, h) = rp;
 
         // What one (group, expert row) adds to the row: per sample, over the group's pixels that
         // select the expert (in order), each pixel's dŷ times its receptive field.
