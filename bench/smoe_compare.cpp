@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <sstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "baselines.h"
+#include "cpu_features.h"
 #include "cpu_memory.h"
 #include "smoe_ops.h"
 
@@ -359,9 +361,17 @@ std::string cpu_description() {
         if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value(line);
         if (line.rfind("model\t", 0) == 0 && model.empty()) model = value(line);
     }
-    __builtin_cpu_init();
-    const char *kernels = __builtin_cpu_supports("avx512f") ? "AVX-512" : __builtin_cpu_supports("avx2") ? "AVX2" : "x86-64";
-    return name + " (" + vendor + " family " + family + " model " + model + "), " + kernels + " kernels";
+    // The build's float32 CPU targets, best first: the first this CPU runs is the one its kernels use.
+    std::string kernels = "no CPU target of this build runs here";
+    std::stringstream targets(SMOE_CPU_TARGET_LIST);
+    for (std::string target; std::getline(targets, target, ',');) {
+        if (smoe::runtime::cpu_runs_target(target.c_str())) {
+            const bool avx512 = target.find("avx512") != std::string::npos, avx2 = target.find("avx2") != std::string::npos;
+            kernels = std::string(avx512 ? "AVX-512" : avx2 ? "AVX2" : "baseline x86-64") + " kernels (" + target + ")";
+            break;
+        }
+    }
+    return name + " (" + vendor + " family " + family + " model " + model + "), " + kernels;
 }
 
 }  // namespace
