@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
-#include <sstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>

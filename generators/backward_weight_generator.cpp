@@ -166,7 +166,8 @@ private:
                               select(g * G + ri < width && slot_of(e, pixel, h) >= 0, cast<uint32_t>(1) << cast<uint32_t>(ri),
                                      cast<uint32_t>(0));
         // Branch-free (which pixels select an expert is random): a pixel that does not select e goes
-        // to entry G + (its rank among those), past the list.
+        // to entry G + (its rank among those), past the list; entries stay below 2G, the clamp only
+        // bounds the scatter for Halide.
         RDom rp(0, G, "rp");
         Expr mask = pixel_mask(e, g, h);
         Expr below = (cast<uint32_t>(1) << cast<uint32_t>(rp)) - 1;
