@@ -6,12 +6,14 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 
 #include "baselines.h"
 #include "cpu_memory.h"
+#include "instruction_rates.h"
 #include "smoe_ops.h"
 
 namespace {
@@ -102,9 +104,11 @@ void tuned_benchmark(benchmark::State &state, const LayerConfig &config, bool ba
 
 // Storage types side by side: smoe's float16/bfloat16 kernels (float32 arithmetic) against its
 // float32 ones, and the naive layer in the same type (PyTorch's own half-precision CPU kernels).
-// Forward, or the backward alone as in backward_benchmark.
+// Forward, or the backward alone as in backward_benchmark. `choice`: the kernel choice while it
+// runs (the bfloat16 forward's variants side by side).
 void precision_benchmark(benchmark::State &state, const LayerConfig &config, Method method, at::ScalarType type,
-                         bool backward) {
+                         bool backward, const std::string &choice) {
+    smoe::set_kernel_variant(choice);
     const smoe::bench::LayerInputs leaves = smoe::bench::as_leaves(smoe::bench::make_inputs(config, 0, type));
     const at::Tensor indices = std::get<0>(smoe::route_topk(leaves.routing.detach(), config.selected));
     const at::Tensor naive_indices = indices.to(at::kLong);
@@ -120,6 +124,7 @@ void precision_benchmark(benchmark::State &state, const LayerConfig &config, Met
             benchmark::DoNotOptimize(smoe::bench::naive_forward(leaves.x, leaves.weight, naive_indices, F));
         }
     }
+    smoe::set_kernel_variant("auto");
 }
 
 // RC loss + damping. The backward with them (smoe: one spatial_moe_backward call; naive: the
@@ -195,7 +200,29 @@ void gemm_benchmark(benchmark::State &state, double gemm_gflops) {
     set_flop_counters(state, smoe::bench::gemm_flops(kGemmSize), seconds_since(start), gemm_gflops);
 }
 
+// One core's vector multiply-accumulate rate (GMAC/s): float32 FMA against the bf16 dot product.
+void instruction_rate_benchmark(benchmark::State &state, smoe::bench::VectorInstruction instruction) {
+    if (!smoe::bench::cpu_has_instruction(instruction)) {
+        state.SkipWithError("this CPU lacks the instruction");
+        return;
+    }
+    double seconds = 0;
+    long instructions = 0;
+    for (auto _ : state) {
+        long count = 0;
+        seconds += smoe::bench::instruction_seconds(instruction, &count);
+        instructions += count;
+    }
+    state.counters["GMAC/s"] =
+        instructions * double(smoe::bench::multiply_accumulates_per_instruction(instruction)) / seconds / 1e9;
+}
+
 void register_benchmarks(double gemm_gflops) {
+    using smoe::bench::VectorInstruction;
+    for (auto [name, instruction] : {std::pair{"isa/fma_f32_zmm", VectorInstruction::fma_f32},
+                                     std::pair{"isa/vdpbf16ps_zmm", VectorInstruction::bf16_dot}}) {
+        benchmark::RegisterBenchmark(name, instruction_rate_benchmark, instruction)->Unit(benchmark::kMillisecond);
+    }
     using LayerBenchmark = void (*)(benchmark::State &, const LayerConfig &, Method, double);
     for (const LayerConfig &config : smoe::bench::layer_configs()) {
         for (auto [kind, run] : {std::pair<const char *, LayerBenchmark>{"forward", forward_benchmark},
@@ -241,7 +268,27 @@ void register_benchmarks(double gemm_gflops) {
                 for (Method method : {Method::smoe, Method::naive}) {
                     const std::string name = "precision/" + config.name + "/" + (backward ? "backward/" : "forward/") +
                                              type_name + "/" + smoe::bench::method_name(method);
-                    benchmark::RegisterBenchmark(name.c_str(), precision_benchmark, config, method, type, backward)
+                    benchmark::RegisterBenchmark(name.c_str(), precision_benchmark, config, method, type, backward,
+                                                 std::string("auto"))
+                        ->UseRealTime()
+                        ->Unit(benchmark::kMillisecond);
+                }
+                if (type != at::kBFloat16 || backward) continue;
+                // The bfloat16 forward's kernels one by one (the measured choice picks among them).
+                std::vector<std::string> kernels = {"regular"};
+                for (const std::string &line : smoe::kernel_variants()) {
+                    std::istringstream fields(line);
+                    std::string op, routing, gating, kernel, params;
+                    fields >> op >> routing >> gating >> kernel >> params;
+                    if (op == "forward" && routing == "shared" && gating == "unweighted" &&
+                        params.find("dtype=bfloat16") == 0) {
+                        kernels.push_back(kernel);
+                    }
+                }
+                for (const std::string &kernel : kernels) {
+                    const std::string name = "precision/" + config.name + "/forward/bf16/smoe_" + kernel;
+                    benchmark::RegisterBenchmark(name.c_str(), precision_benchmark, config, Method::smoe, type, false,
+                                                 kernel)
                         ->UseRealTime()
                         ->Unit(benchmark::kMillisecond);
                 }

@@ -89,8 +89,26 @@ function(smoe_add_kernel name)
   set(SMOE_KERNEL_LIBRARIES ${libs} PARENT_SCOPE)
 endfunction()
 
-# The generator parameters of a routing variant: shared|per_sample, unweighted|weighted.
-function(_smoe_routing_flags routing gating shared_out weighted_out)
+# The routing variants a kernel is built in, as routing:gating (shared|per_sample,
+# unweighted|weighted): all four, or the two shared ones when `routings` is "shared".
+function(_smoe_routing_variants routings out)
+  set(variants "")
+  foreach (routing IN ITEMS shared per_sample)
+    if (routings STREQUAL "shared" AND routing STREQUAL "per_sample")
+      continue()
+    endif ()
+    foreach (gating IN ITEMS unweighted weighted)
+      list(APPEND variants "${routing}:${gating}")
+    endforeach ()
+  endforeach ()
+  set(${out} ${variants} PARENT_SCOPE)
+endfunction()
+
+# A routing variant's names and generator parameters: routing, gating, shared_routing=, weighted=.
+function(_smoe_routing_flags variant routing_out gating_out shared_out weighted_out)
+  string(REPLACE ":" ";" names "${variant}")
+  list(GET names 0 routing)
+  list(GET names 1 gating)
   set(shared false)
   set(weighted false)
   if (routing STREQUAL "shared")
@@ -99,6 +117,8 @@ function(_smoe_routing_flags routing gating shared_out weighted_out)
   if (gating STREQUAL "weighted")
     set(weighted true)
   endif ()
+  set(${routing_out} ${routing} PARENT_SCOPE)
+  set(${gating_out} ${gating} PARENT_SCOPE)
   set(${shared_out} ${shared} PARENT_SCOPE)
   set(${weighted_out} ${weighted} PARENT_SCOPE)
 endfunction()
@@ -110,14 +130,13 @@ endfunction()
 function(smoe_add_routing_variants name)
   cmake_parse_arguments(ARG "" "GENERATOR" "" ${ARGN})
   set(libs ${SMOE_KERNEL_LIBRARIES})
-  foreach (routing IN ITEMS shared per_sample)
-    foreach (gating IN ITEMS unweighted weighted)
-      _smoe_routing_flags(${routing} ${gating} shared_flag weighted_flag)
-      set(SMOE_KERNEL_LIBRARIES ${libs})
-      smoe_add_kernel(${name}_${routing}_${gating} GENERATOR ${ARG_GENERATOR}
-                      PARAMS shared_routing=${shared_flag} weighted=${weighted_flag})
-      set(libs ${SMOE_KERNEL_LIBRARIES})
-    endforeach ()
+  _smoe_routing_variants(all routing_variants)
+  foreach (variant IN LISTS routing_variants)
+    _smoe_routing_flags(${variant} routing gating shared_flag weighted_flag)
+    set(SMOE_KERNEL_LIBRARIES ${libs})
+    smoe_add_kernel(${name}_${routing}_${gating} GENERATOR ${ARG_GENERATOR}
+                    PARAMS shared_routing=${shared_flag} weighted=${weighted_flag})
+    set(libs ${SMOE_KERNEL_LIBRARIES})
   endforeach ()
   set(SMOE_KERNEL_LIBRARIES ${libs} PARENT_SCOPE)
 endfunction()
@@ -148,13 +167,14 @@ set(SMOE_FORMULATION_VARIANTS
 
 option(SMOE_CPU_FORMULATIONS "Build the formulation variants of the float32 CPU kernels" ON)
 
-# One float32 CPU kernel of an op's generator beside its regular ones: a formulation or tuned variant.
-function(_smoe_add_float32_variant name op targets shared weighted)
+# One CPU kernel of an op's generator beside its regular ones: a formulation, tuned or bfloat16
+# variant.
+function(_smoe_add_cpu_variant name op dtype targets shared weighted)
   add_halide_library(${name} FROM smoe_generators
     GENERATOR smoe_${op}
     FUNCTION_NAME ${name}
     TARGETS ${targets}
-    PARAMS dtype=float32 shared_routing=${shared} weighted=${weighted} ${ARGN}
+    PARAMS dtype=${dtype} shared_routing=${shared} weighted=${weighted} ${ARGN}
     USE_RUNTIME smoe_halide_runtime)
 endfunction()
 
@@ -189,17 +209,77 @@ function(smoe_add_formulation_variants header)
     list(GET fields 2 params)
     list(GET fields 3 routings)
     list(GET fields 4 classes)
-    foreach (routing IN ITEMS shared per_sample)
-      if (routings STREQUAL "shared" AND routing STREQUAL "per_sample")
+    _smoe_routing_variants(${routings} routing_variants)
+    foreach (routing_variant IN LISTS routing_variants)
+      _smoe_routing_flags(${routing_variant} routing gating shared_flag weighted_flag)
+      set(name smoe_${op}_${routing}_${gating}_${variant_name}_f32)
+      _smoe_add_cpu_variant(${name} ${op} float32 "${targets}" ${shared_flag} ${weighted_flag} ${params})
+      list(APPEND libs ${name})
+      string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${variant_name}\", \"${params}\", \"${classes}\", ${name}) \\\n")
+    endforeach ()
+  endforeach ()
+  string(APPEND lines "\n")
+  file(CONFIGURE OUTPUT "${header}" CONTENT "${lines}" @ONLY)
+  set(SMOE_KERNEL_LIBRARIES ${libs} PARENT_SCOPE)
+endfunction()
+
+# --- bfloat16 variants --------------------------------------------------------------------------
+# The regular bfloat16 kernels (SMOE_CPU_HALF_TARGETS) serve every shape; the forward and the
+# expert-side gradients have more, chosen at run time like the float32 formulations
+# (runtime/kernel_registry.cpp): the float32 formulation variants built for bfloat16 storage, their
+# operands widened to float32 when re-laid out (float32 FMAs), for the best of SMOE_CPU_TARGETS
+# (AVX-512 by default; none if it lacks AVX2), and `pair_dots`, the forward's channel dots whose
+# pairs of bfloat16 products one bf16 dot-product instruction sums (bf16_pairs in
+# generators/forward_generator.cpp), for CPUs with AVX512_BF16 (SMOE_CPU_BF16_DOT_TARGET; empty:
+# not built). op|name|target (best: the best of SMOE_CPU_TARGETS)|generator params|routings.
+option(SMOE_CPU_BF16_VARIANTS "Build the bfloat16 variants of the forward and the expert-side gradients" ON)
+set(SMOE_CPU_BF16_DOT_TARGET
+    x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-avx512_cannonlake-avx512_zen4
+    CACHE STRING "Halide target of the bfloat16 pair_dots forward (empty: not built)")
+set(SMOE_BF16_VARIANTS
+    "forward|channel_dots|best|knobs=formulation:1|all"
+    "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
+    "backward_data|channel_axpys|best|knobs=formulation:1|all"
+    "backward_weight|tap_tiles|best|knobs=formulation:1|shared")
+
+# smoe_add_bf16_variants(<header>): their kernels, smoe_<op>_<routing>_<gating>_bf16_<name>, and
+# the header runtime/ dispatches with.
+function(smoe_add_bf16_variants header)
+  set(libs ${SMOE_KERNEL_LIBRARIES})
+  set(lines "// Generated by CMake: the bfloat16 variants this build has.\n#pragma once\n")
+  string(APPEND lines "// X(op, shared_routing, gating, name, target, function)\n#define SMOE_BF16_VARIANT_LIST(X) \\\n")
+  list(GET SMOE_CPU_TARGETS 0 best_target)
+  set(variants "")
+  if (SMOE_CPU_BF16_VARIANTS)
+    set(variants ${SMOE_BF16_VARIANTS})
+  endif ()
+  foreach (variant IN LISTS variants)
+    string(REPLACE "|" ";" fields "${variant}")
+    list(GET fields 0 op)
+    list(GET fields 1 variant_name)
+    list(GET fields 2 which_target)
+    list(GET fields 3 params)
+    list(GET fields 4 routings)
+    string(REPLACE "," ";" params "${params}")
+    if (which_target STREQUAL "best")
+      set(cpu_target "${best_target}")
+      if (NOT cpu_target MATCHES "-avx2")
         continue()
       endif ()
-      foreach (gating IN ITEMS unweighted weighted)
-        _smoe_routing_flags(${routing} ${gating} shared_flag weighted_flag)
-        set(name smoe_${op}_${routing}_${gating}_${variant_name}_f32)
-        _smoe_add_float32_variant(${name} ${op} "${targets}" ${shared_flag} ${weighted_flag} ${params})
-        list(APPEND libs ${name})
-        string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${variant_name}\", \"${params}\", \"${classes}\", ${name}) \\\n")
-      endforeach ()
+    else ()
+      set(cpu_target "${SMOE_CPU_BF16_DOT_TARGET}")
+      if (NOT cpu_target)
+        continue()
+      endif ()
+    endif ()
+    _smoe_with_user_context(target ${cpu_target})
+    _smoe_routing_variants(${routings} routing_variants)
+    foreach (routing_variant IN LISTS routing_variants)
+      _smoe_routing_flags(${routing_variant} routing gating shared_flag weighted_flag)
+      set(name smoe_${op}_${routing}_${gating}_bf16_${variant_name})
+      _smoe_add_cpu_variant(${name} ${op} bfloat16 "${target}" ${shared_flag} ${weighted_flag} ${params})
+      list(APPEND libs ${name})
+      string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${variant_name}\", \"${cpu_target}\", ${name}) \\\n")
     endforeach ()
   endforeach ()
   string(APPEND lines "\n")
@@ -315,14 +395,14 @@ function(smoe_add_tuned_variants header)
     string(MAKE_C_IDENTIFIER "${class_id}" class_id)
     string(MD5 target_hash "${target}|${vendor}|${family}|${model}")
     string(SUBSTRING "${target_hash}" 0 6 target_hash)
-    foreach (routing IN ITEMS shared per_sample)
-      foreach (gating IN ITEMS unweighted weighted)
-        _smoe_routing_flags(${routing} ${gating} shared_flag weighted_flag)
-        set(name smoe_${op}_${routing}_${gating}_tuned_${class_id}_${target_hash})
-        _smoe_add_float32_variant(${name} ${op} "${target}-user_context" ${shared_flag} ${weighted_flag} knobs=${knobs})
-        list(APPEND libs ${name})
-        string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${class}\", \"${knobs}\", \"${target}\", \"${vendor}|${family}|${model}\", ${name}) \\\n")
-      endforeach ()
+    _smoe_routing_variants(all routing_variants)
+    foreach (routing_variant IN LISTS routing_variants)
+      _smoe_routing_flags(${routing_variant} routing gating shared_flag weighted_flag)
+      set(name smoe_${op}_${routing}_${gating}_tuned_${class_id}_${target_hash})
+      _smoe_add_cpu_variant(${name} ${op} float32 "${target}-user_context" ${shared_flag} ${weighted_flag}
+                            knobs=${knobs})
+      list(APPEND libs ${name})
+      string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${class}\", \"${knobs}\", \"${target}\", \"${vendor}|${family}|${model}\", ${name}) \\\n")
     endforeach ()
   endforeach ()
   string(APPEND lines "\n")

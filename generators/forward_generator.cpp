@@ -21,6 +21,10 @@ public:
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     // true: multiply each slot by its routing score (values input).
     GeneratorParam<bool> weighted{"weighted", false};
+    // bfloat16 only, CPU targets with bf16 dot products (avx512_zen4 and later): the operands stay
+    // bfloat16 until they are multiplied, so that a schedule may sum each pair of neighbouring
+    // input channels' products in one dot-product instruction (schedules/cpu/channel_dots.cpp).
+    GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};
 
     // Halide dimension order is the reverse of PyTorch's NCHW.
     GeneratorInput<Buffer<>> *x = nullptr;        // (w, h, c, b)
@@ -51,9 +55,27 @@ public:
         Expr pad = K / 2;
         Expr experts = weight->dim(3).extent() / F;
         const Type t = compute_type_of(dtype);
+        if (bf16_pairs && (dtype != BFloat(16) || get_target().has_gpu_feature())) {
+            throw CompileError("smoe_forward: bf16_pairs=true needs dtype=bfloat16 and a CPU target");
+        }
+        // The operands' type until they are multiplied: the compute type, or bfloat16 with bf16_pairs
+        // (then a plain conversion, which the dot-product instruction pattern recognises).
+        const Type operand_type = bf16_pairs ? dtype.value() : t;
+        auto product = [&](const Expr &a, const Expr &b) {
+            return bf16_pairs ? cast(t, a) * cast(t, b) : a * b;
+        };
+        // With bf16_pairs the channels are zero-padded to whole blocks of kChannelBlock (16 pairs: a
+        // vector of float32 sums on AVX-512), so that the reduction has no tail to guard: a guard
+        // inside the vectorised pairs would stay in the hot loop.
+        constexpr int kChannelBlock = 32;
+        Expr channel_blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+        const Region padded_channels = {{Expr(), Expr()}, {Expr(), Expr()}, {0, channels}, {Expr(), Expr()}};
 
+        Func x_values("x_values");
+        x_values(_) = bf16_pairs ? (*x)(_) : widen((*x)(_), t);
         Func input = BoundaryConditions::constant_exterior(
-            widened(*x, t, "x_values"), cast(t, 0), {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}});
+            x_values, cast(operand_type, 0),
+            {{0, width}, {0, height}, bf16_pairs ? Range(0, channels) : Range(), {Expr(), Expr()}});
 
         // The weight row of output channel jf: slot j = jf / F of the routing, channel f = jf % F.
         // Indices are range-checked by the caller; the clamp only bounds the gather for Halide.
@@ -68,14 +90,22 @@ public:
         // The expert bank as a Func, so that a schedule may re-lay it out.
         Var kw("kw"), kh("kh"), c("c"), row("row");
         Func bank("bank");
-        bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
+        if (bf16_pairs) {
+            Func padded = BoundaryConditions::constant_exterior(*weight, cast(dtype, 0), padded_channels);
+            bank(kw, kh, c, row) = padded(kw, kh, c, row);
+        } else {
+            bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
+        }
 
-        // Reduction over the receptive field.
-        RDom r(0, K, 0, K, 0, channels, "r");
+        // Reduction over the receptive field: (kw, kh, c), or with bf16_pairs (kw, kh, block, channel
+        // of the block) over the padded channels.
+        RDom r = bf16_pairs ? RDom(0, K, 0, K, 0, channel_blocks, 0, kChannelBlock, "r")
+                            : RDom(0, K, 0, K, 0, channels, "r");
+        Expr c_of_r = bf16_pairs ? r.z * kChannelBlock + r.w : r.z;
         Func response("response");
         response(w, h, jf, b) = cast(t, 0);
-        response(w, h, jf, b) += bank(r.x, r.y, r.z, expert_row(row_args)) *
-                                 input(w + r.x - pad, h + r.y - pad, r.z, b);
+        response(w, h, jf, b) += product(bank(r.x, r.y, c_of_r, expert_row(row_args)),
+                                         input(w + r.x - pad, h + r.y - pad, c_of_r, b));
 
         Expr gate = cast(t, 1);
         if (weighted) {
@@ -83,7 +113,7 @@ public:
         }
         (*y)(w, h, jf, b) = narrow(weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b), dtype);
 
-        ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing,
+        ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing, bf16_pairs,
                              y->dim(3).extent(), y->dim(2).extent(), width};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {

@@ -1,5 +1,7 @@
 // The smoe operator library: schemas of every operator and the C++ entry points. Each op's
 // implementations (CPU, CUDA, Meta) live in the file named after it.
+#include <algorithm>
+
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -30,6 +32,7 @@ TORCH_LIBRARY(smoe, m) {
     m.def("kernel_variants() -> str[]", &smoe::kernel_variants);
     m.def("set_kernel_variant(str choice) -> ()", &smoe::set_kernel_variant);
     m.def("kernel_choice_cache() -> str", &smoe::kernel_choice_cache);
+    m.def("bf16_dot_products() -> bool", &smoe::bf16_dot_products);
 }
 
 namespace smoe {
@@ -57,6 +60,11 @@ std::vector<std::string> kernel_variants() {
         lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
                         (v.weighted ? "weighted" : "unweighted") + " " + v.name + " " + v.params + " " + v.classes);
     }
+    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
+                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " dtype=bfloat16@" + v.target +
+                        " b1-3_c8+,b4+_c8+");
+    }
     return lines;
 }
 
@@ -66,6 +74,12 @@ void set_kernel_variant(const std::string &choice) {
 
 std::string kernel_variant() {
     return runtime::kernel_variant();
+}
+
+bool bf16_dot_products() {
+    const std::vector<runtime::Bf16VariantInfo> &variants = runtime::bf16_variants();
+    return std::any_of(variants.begin(), variants.end(),
+                       [](const runtime::Bf16VariantInfo &v) { return std::string(v.name) == "pair_dots"; });
 }
 
 std::string kernel_choice_cache() {

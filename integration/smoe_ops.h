@@ -75,15 +75,18 @@ std::vector<std::string> tuned_kernels();
 // Off: the regular kernels serve every call (to compare with the tuned ones); on by default.
 void set_tuned_kernels(bool enabled);
 
-// The formulation variants of the CPU float32 kernels (README "Choosing the kernels"), one line
-// each: "op routing gating name generator-params shape-classes".
+// The formulation variants of the CPU float32 kernels and of the bfloat16 forward (README
+// "Choosing the kernels"), one line each: "op routing gating name generator-params shape-classes".
 std::vector<std::string> kernel_variants();
-// Which kernel serves the CPU float32 calls of forward, backward_data and backward_weight:
-// "auto" (default: measured per shape and cached, or by shape class when SMOE_KERNEL_CACHE=off),
-// "regular", "tuned", or a formulation variant's name (channel_dots, channel_axpys, tap_tiles,
-// expert_groups).
+// Which kernel serves the CPU float32 calls of forward, backward_data and backward_weight, and the
+// bfloat16 forward: "auto" (default: measured per shape and cached, or by shape class when
+// SMOE_KERNEL_CACHE=off), "regular", "tuned", or a variant's name (channel_dots, channel_axpys,
+// tap_tiles, expert_groups; pair_dots for bfloat16).
 void set_kernel_variant(const std::string &choice);
 std::string kernel_variant();
+// True when this build and CPU have the bfloat16 forward with bf16 dot-product instructions
+// (pair_dots, CPUs with AVX512_BF16; README "Half precision").
+bool bf16_dot_products();
 // The file measured kernel choices are cached in, or "off".
 std::string kernel_choice_cache();
 

@@ -37,6 +37,19 @@ bool cpu_has(const std::string &feature) {
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vl");
     }
+    // Halide's avx512_cannonlake adds IFMA and VBMI; avx512_zen4 (LLVM's znver4) adds BF16, VNNI,
+    // BITALG, VBMI2, VPOPCNTDQ, GFNI, VAES and VPCLMULQDQ.
+    if (feature == "avx512_cannonlake") {
+        return cpu_has("avx512_skylake") && __builtin_cpu_supports("avx512ifma") &&
+               __builtin_cpu_supports("avx512vbmi");
+    }
+    if (feature == "avx512_zen4") {
+        return cpu_has("avx512_cannonlake") && __builtin_cpu_supports("avx512bf16") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bitalg") &&
+               __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512vpopcntdq") &&
+               __builtin_cpu_supports("gfni") && __builtin_cpu_supports("vaes") &&
+               __builtin_cpu_supports("vpclmulqdq");
+    }
     return false;
 }
 

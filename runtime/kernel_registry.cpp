@@ -12,6 +12,7 @@
 
 #include "cpu_features.h"
 #include "variant_cache.h"
+#include "smoe_bf16_variants.h"
 #include "smoe_formulation_variants.h"
 #include "smoe_kernels.h"
 #include "smoe_tuned_variants.h"
@@ -264,9 +265,60 @@ int variant_dispatch(void *uc, const Args &a) {
     return regular(uc, a);
 }
 
+// The bfloat16 variants of an op and routing variant this build has (cmake/SmoeKernels.cmake) and
+// this CPU runs.
+template <typename Args>
+std::vector<const Bf16VariantInfo *> bf16_variants_of(bool shared_routing, bool weighted) {
+    std::vector<const Bf16VariantInfo *> found;
+    for (const Bf16VariantInfo &v : bf16_variants()) {
+        if (std::string(v.op) == TunedOp<Args>::name && v.shared_routing == shared_routing && v.weighted == weighted) {
+            found.push_back(&v);
+        }
+    }
+    return found;
+}
+
+// bfloat16 CPU calls of an op with variants: as for float32 (variant_dispatch), the choice
+// "regular" or a variant's name forces that kernel, and "auto" measures them per shape when
+// measurement is on. With measurement off, "auto" takes the op's first variant (for the forward
+// channel dots, whose float32 FMAs outran the bf16 dot-product instruction on an Intel Xeon with
+// AVX512_BF16); layers of fewer than 8 input channels keep the regular kernels.
+template <typename Args, bool Shared, bool Weighted>
+int bf16_dispatch(void *uc, const Args &a) {
+    const Kernel<Args> regular = Tables<Args>::bf16[Shared][Weighted];
+    static const std::vector<const Bf16VariantInfo *> variants = bf16_variants_of<Args>(Shared, Weighted);
+    const std::string chosen = current_choice();
+    if (variants.empty() || chosen == "regular") return regular(uc, a);
+    if (chosen != "auto" && chosen != "tuned") {
+        for (const Bf16VariantInfo *v : variants) {
+            if (chosen == v->name) return reinterpret_cast<Kernel<Args>>(v->kernel)(uc, a);
+        }
+        return regular(uc, a);
+    }
+    if (TunedOp<Args>::input(a)->dim[2].extent < 8) return regular(uc, a);
+    if (!kernel_cache_path()) return reinterpret_cast<Kernel<Args>>(variants[0]->kernel)(uc, a);
+    std::vector<Kernel<Args>> kernels = {regular};
+    std::vector<std::string> names = {"regular"};
+    for (const Bf16VariantInfo *v : variants) {
+        kernels.push_back(reinterpret_cast<Kernel<Args>>(v->kernel));
+        names.push_back(v->name);
+    }
+    const std::string key = std::string(TunedOp<Args>::name) + " bfloat16" + (Shared ? " shared " : " per_sample ") +
+                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
+    const int index = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
+    return kernels[index](uc, a);
+}
+
 template <typename Args>
 Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
     if constexpr (TunedOp<Args>::has_variants) {
+        if (table == &Tables<Args>::bf16) {
+            static constexpr VariantTable<Args> dispatch = {
+                {bf16_dispatch<Args, false, false>, bf16_dispatch<Args, false, true>},
+                {bf16_dispatch<Args, true, false>, bf16_dispatch<Args, true, true>},
+            };
+            return dispatch[v.shared_routing][v.weighted];
+        }
         if (table == &Tables<Args>::f32) {
             static constexpr VariantTable<Args> dispatch = {
                 {variant_dispatch<Args, false, false>, variant_dispatch<Args, false, true>},
@@ -286,6 +338,20 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
      reinterpret_cast<const void *>(&op##_##gating<fn>), cpu_runs_target(target) && cpu_matches(cpu)},
     static const std::vector<TunedVariantInfo> variants = {SMOE_TUNED_VARIANT_LIST(SMOE_TUNED_VARIANT_ENTRY)};
 #undef SMOE_TUNED_VARIANT_ENTRY
+    return variants;
+}
+
+const std::vector<Bf16VariantInfo> &bf16_variants() {
+#define SMOE_BF16_VARIANT_ENTRY(op, shared, gating, name, target, fn)                                  \
+    {#op, shared, std::string(#gating) == "weighted", name, target, reinterpret_cast<const void *>(&op##_##gating<fn>)},
+    static const std::vector<Bf16VariantInfo> variants = [] {
+        std::vector<Bf16VariantInfo> runnable;
+        for (const Bf16VariantInfo &v : std::vector<Bf16VariantInfo>{SMOE_BF16_VARIANT_LIST(SMOE_BF16_VARIANT_ENTRY)}) {
+            if (cpu_runs_target(v.target)) runnable.push_back(v);
+        }
+        return runnable;
+    }();
+#undef SMOE_BF16_VARIANT_ENTRY
     return variants;
 }
 
@@ -310,6 +376,10 @@ void set_kernel_variant(const std::string &wanted) {
     std::string names = "auto, regular, tuned";
     bool known = wanted == "auto" || wanted == "regular" || wanted == "tuned";
     for (const FormulationVariantInfo &v : formulation_variants()) {
+        if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
+        known = known || wanted == v.name;
+    }
+    for (const Bf16VariantInfo &v : bf16_variants()) {
         if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
         known = known || wanted == v.name;
     }

@@ -110,6 +110,20 @@ struct FormulationVariantInfo {
 };
 const std::vector<FormulationVariantInfo> &formulation_variants();
 
+// A bfloat16 CPU kernel besides the regular ones (cmake/SmoeKernels.cmake), listed only where this
+// CPU runs its target: the float32 formulations channel_dots, channel_axpys and tap_tiles on
+// bfloat16 storage (float32 FMAs on widened operands), and the forward's pair_dots (bf16
+// dot-product instructions, AVX512_BF16), which sums in another order and reads denormal bfloat16
+// inputs as zero (README "Half precision"). The kernel choice picks among them as for float32.
+struct Bf16VariantInfo {
+    const char *op;  // forward, backward_data, backward_weight
+    bool shared_routing, weighted;
+    const char *name;
+    const char *target;  // the Halide target it was compiled for
+    const void *kernel;
+};
+const std::vector<Bf16VariantInfo> &bf16_variants();
+
 // Which of an op's CPU float32 kernels serves a call:
 //   "auto" (the default): the fastest for the call's shape as measured on this CPU and cached
 //     (runtime/variant_cache.h); with measurement off, by shape class: a tuned variant of the

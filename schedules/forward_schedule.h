@@ -14,8 +14,9 @@ struct ForwardStages {
     Halide::Func response;    // ungated expert response, a reduction over r
     Halide::Func output;      // y, (w, h, jf, b)
     Halide::Var w, h, jf, b;
-    Halide::RDom r;           // (kw, kh, c)
+    Halide::RDom r;           // (kw, kh, c), or (kw, kh, block of 32 channels, channel) with bf16_pairs
     bool shared_routing;
+    bool bf16_pairs;          // input and bank hold bfloat16; products of channel pairs are summed together
     Halide::Expr batch, out_channels, width;  // run-time extents, for specialisations
 };
 

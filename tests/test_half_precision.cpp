@@ -6,6 +6,10 @@
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+
+#include "kernel_registry.h"
 #include "layer_config.h"
 #include "reference.h"
 #include "smoe_ops.h"
@@ -174,6 +178,127 @@ TEST(HalfPrecisionRounding, BFloat16RoundsLikeTorch) {
         EXPECT_TRUE(at::equal(at::isnan(y), nan)) << "w = " << w;
         EXPECT_TRUE(at::equal(widened(y).masked_fill(nan, 0), widened(expected).masked_fill(nan, 0))) << "w = " << w;
     }
+}
+
+// The bfloat16 forward's variants (channel dots on widened operands; pair dots with the bf16
+// dot-product instruction) against the regular bfloat16 kernels and the float32 ones on the widened
+// inputs: all round float32 sums of exact products, in different orders, so they agree within one
+// unit in the last place of the largest value. Shapes: whole blocks of 32 channels, a padded block,
+// fewer channels than a block, odd K, F = 2, rows narrower and wider than a vector, both routings,
+// both gatings.
+TEST(BFloat16ForwardVariants, MatchRegularKernels) {
+    std::vector<std::string> variants;
+    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+        if (std::string(v.op) == "forward" && v.shared_routing && !v.weighted) variants.push_back(v.name);
+    }
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bfloat16 forward variants";
+    const LayerConfig configs[] = {
+        {2, 32, 5, 19, 6, 3, 3, 1, true, false},  {3, 40, 4, 17, 5, 2, 3, 1, false, true},
+        {1, 64, 6, 7, 8, 4, 1, 2, true, true},    {9, 96, 3, 33, 7, 3, 5, 1, false, false},
+        {8, 128, 4, 16, 12, 6, 3, 1, true, true}, {4, 12, 5, 18, 6, 3, 3, 1, true, false},
+    };
+    for (const std::string &variant : variants) {
+        for (const LayerConfig &c : configs) {
+            const testing::LayerTensors t = testing::random_layer(c, 11);
+            const at::Tensor x = t.x.to(at::kBFloat16), weight = t.weight.to(at::kBFloat16);
+            auto [indices, values] = smoe::route_topk(t.routing.to(at::kBFloat16), c.E);
+            std::optional<at::Tensor> gate, gate32;
+            if (c.weighted) {
+                gate = values;
+                gate32 = widened(values);
+            }
+            smoe::set_kernel_variant(variant);
+            const at::Tensor y = smoe::forward(x, weight, indices, gate, c.F);
+            smoe::set_kernel_variant("regular");
+            const at::Tensor regular = smoe::forward(x, weight, indices, gate, c.F);
+            smoe::set_kernel_variant("auto");
+            const at::Tensor float32 = smoe::forward(widened(x), widened(weight), indices, gate32, c.F);
+            std::ostringstream name;
+            name << variant << " " << c;
+            ASSERT_EQ(y.scalar_type(), at::kBFloat16) << name.str();
+            const double tolerance = unit_of(at::kBFloat16);
+            std::string mismatch = reference::compare(widened(y), widened(regular), tolerance);
+            EXPECT_TRUE(mismatch.empty()) << name.str() << " against the regular kernel: " << mismatch;
+            mismatch = reference::compare(widened(y), widened(float32.to(at::kBFloat16)), tolerance);
+            EXPECT_TRUE(mismatch.empty()) << name.str() << " against float32: " << mismatch;
+        }
+    }
+}
+
+// The expert-side gradients' bfloat16 variants (channel axpys, tap tiles) against the regular
+// bfloat16 kernels and float32, within one unit as above, with damping.
+TEST(BFloat16GradientVariants, MatchRegularKernels) {
+    std::vector<std::string> variants;
+    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+        if (std::string(v.op) != "forward" &&
+            std::find(variants.begin(), variants.end(), v.name) == variants.end()) {
+            variants.push_back(v.name);
+        }
+    }
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bfloat16 gradient variants";
+    const LayerConfig configs[] = {
+        {2, 32, 5, 19, 6, 3, 3, 1, true, false}, {3, 40, 4, 17, 5, 2, 3, 1, false, true},
+        {9, 24, 3, 33, 7, 3, 5, 2, true, true},  {8, 64, 4, 16, 12, 6, 3, 1, true, false},
+    };
+    BackwardOptions options;
+    options.damping = 0.1;
+    for (const std::string &variant : variants) {
+        for (const LayerConfig &c : configs) {
+            const testing::LayerTensors t = testing::random_layer(c, 13);
+            const at::Tensor x = t.x.to(at::kBFloat16), weight = t.weight.to(at::kBFloat16);
+            auto [indices, values] = smoe::route_topk(t.routing.to(at::kBFloat16), c.E);
+            const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}).to(at::kBFloat16);
+            std::optional<at::Tensor> gate, gate32;
+            if (c.weighted) {
+                gate = values;
+                gate32 = widened(values);
+            }
+            auto gradients = [&](const std::string &choice) {
+                smoe::set_kernel_variant(choice);
+                auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, x, weight, indices, gate, std::nullopt,
+                                                                     c.F, options, {true, true, false});
+                smoe::set_kernel_variant("auto");
+                return std::pair{gx, gw};
+            };
+            const auto [grad_x, grad_weight] = gradients(variant);
+            const auto [regular_x, regular_weight] = gradients("regular");
+            auto [grad_x32, grad_weight32, unused_routing, unused_loss] =
+                smoe::spatial_moe_backward(widened(grad_y), widened(x), widened(weight), indices, gate32,
+                                           std::nullopt, c.F, options, {true, true, false});
+            std::ostringstream name;
+            name << variant << " " << c;
+            const double tolerance = unit_of(at::kBFloat16);
+            const std::pair<const char *, std::array<at::Tensor, 3>> checks[] = {
+                {"grad_x", {grad_x, regular_x, grad_x32}},
+                {"grad_weight", {grad_weight, regular_weight, grad_weight32}},
+            };
+            for (const auto &[what, results] : checks) {
+                std::string mismatch = reference::compare(widened(results[0]), widened(results[1]), tolerance);
+                EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against the regular kernel: "
+                                              << mismatch;
+                mismatch = reference::compare(widened(results[0]), widened(results[2].to(at::kBFloat16)), tolerance);
+                EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against float32: " << mismatch;
+            }
+        }
+    }
+}
+
+// The dot-product instruction reads denormal bfloat16 inputs as zero (and flushes denormal sums):
+// a layer whose inputs are all denormal gives zeros under pair_dots, where the regular kernels give
+// the tiny exact products' sums.
+TEST(BFloat16ForwardVariants, PairDotsReadDenormalsAsZero) {
+    if (!smoe::bf16_dot_products()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product kernels";
+    const at::Tensor x = at::full({1, 32, 2, 3}, 1e-39f).to(at::kBFloat16);
+    const at::Tensor weight = at::full({2, 32, 1, 1}, 1.0f).to(at::kBFloat16);
+    const at::Tensor indices = at::zeros({1, 2, 3}, at::kInt);
+    ASSERT_GT(widened(x).abs().min().item<float>(), 0.f);
+    smoe::set_kernel_variant("pair_dots");
+    const at::Tensor pairs = widened(smoe::forward(x, weight, indices));
+    smoe::set_kernel_variant("regular");
+    const at::Tensor regular = widened(smoe::forward(x, weight, indices));
+    smoe::set_kernel_variant("auto");
+    EXPECT_TRUE(at::equal(pairs, at::zeros({1, 1, 2, 3})));
+    EXPECT_GT(regular.min().item<float>(), 0.f);
 }
 
 }  // namespace

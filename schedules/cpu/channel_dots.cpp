@@ -13,6 +13,9 @@
 //   across the lanes in one transposing reduction that yields whole vectors along the grid row,
 //   stored as they are. Fewer pixels than a vector (narrow grids) reduce one output at a time.
 // - The batch tiles halve down to one sample, so every batch gets the widest tile it fills.
+// - bf16_pairs (bfloat16 on CPUs with bf16 dot products): the reduction runs over blocks of 32
+//   channels, lane u of a block summing its channels 2u and 2u + 1; a step's two products per lane
+//   are one dot-product instruction (vdpbf16ps) on a vector of 32 bfloat16 weights and inputs.
 #include "channel_dots.h"
 
 #include <algorithm>
@@ -38,7 +41,8 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
     const int accumulators = registers * 3 / 4;
     const int widest_batch = knobs["dot_batch"] > 0 ? knobs["dot_batch"] : registers / 4;
     const int row_tile = knobs["row_tile"];
-    const Expr channels = s.r.z.extent();
+    // Input channels, or with bf16_pairs the padded channels' pairs.
+    const Expr channels = s.bf16_pairs ? s.r.z.extent() * (s.r.w.extent() / 2) : s.r.z.extent();
 
     std::vector<DotTile> tiles;
     for (int batch = widest_batch; batch >= 1; batch /= 2) {
@@ -67,10 +71,16 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
     schedule_output(out, tiles.back());
 
     // Partial sums in lanes: the reduction's channels split into blocks of `lanes`, the lane kept.
-    RVar block("block"), lane_of_block("lane_of_block");
+    RVar block("block"), lane_of_block("lane_of_block"), member("member");
     Var lane("lane");
     s.response.compute_at(out, co);
-    s.response.update().split(s.r.z, block, lane_of_block, lanes, TailStrategy::GuardWithIf);
+    if (s.bf16_pairs) {
+        // The generator's blocks of 32 channels: 16 lanes of pairs.
+        block = s.r.z;
+        s.response.update().split(s.r.w, lane_of_block, member, 2);
+    } else {
+        s.response.update().split(s.r.z, block, lane_of_block, lanes, TailStrategy::GuardWithIf);
+    }
     Func partial = s.response.update().rfactor(lane_of_block, lane);
     // The lane sums of a pixel vector: one reduction that transposes as it adds.
     s.response.update()
@@ -88,7 +98,13 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
         .reorder(lane, s.b, s.jf, s.w)
         .vectorize(lane);
     partial.compute_at(pixel_partials, s.w).reorder_storage(lane, s.w, s.h, s.jf, s.b).vectorize(lane);
-    partial.update().reorder(lane, s.jf, s.b, block, s.r.x, s.r.y).vectorize(lane);
+    if (s.bf16_pairs) {
+        // The two members of a pair summed within the lane: the dot-product instruction.
+        partial.update().reorder(member, lane, s.jf, s.b, block, s.r.x, s.r.y).atomic().vectorize(member);
+    } else {
+        partial.update().reorder(lane, s.jf, s.b, block, s.r.x, s.r.y);
+    }
+    partial.update().vectorize(lane);
     auto register_tile = [&](Stage stage, const DotTile &t) {
         stage.unroll(s.b, t.batch, TailStrategy::GuardWithIf).unroll(s.jf, t.slots, TailStrategy::GuardWithIf);
     };
@@ -101,18 +117,19 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
     }
 
     // The bank channel-innermost, once per call: a gathered row's taps are contiguous runs.
+    const int operand_lanes = target.natural_vector_size(s.bank.type());
     const std::vector<Var> k = s.bank.args();  // (kw, kh, c, row)
     s.bank.compute_root()
         .reorder_storage(k[2], k[0], k[1], k[3])
         .reorder(k[2], k[0], k[1], k[3])
         .parallel(k[3])
-        .vectorize(k[2], lanes, TailStrategy::GuardWithIf);
+        .vectorize(k[2], operand_lanes, TailStrategy::GuardWithIf);
 
     // The input channel-innermost for the rows a task needs, slid down its rows: a tap's channels
     // and its neighbours along kw are one contiguous run per sample.
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
     s.input.store_at(out, ho).compute_at(out, hi).reorder_storage(in[2], in[0], in[3], in[1]);
-    s.input.reorder(in[2], in[0], in[3], in[1]).vectorize(in[2], lanes, TailStrategy::GuardWithIf);
+    s.input.reorder(in[2], in[0], in[3], in[1]).vectorize(in[2], operand_lanes, TailStrategy::GuardWithIf);
 
     // Shared routing: the rows of a pixel vector's slots once; per sample they differ per tile.
     s.expert_row.compute_at(out, s.shared_routing ? wo : co);

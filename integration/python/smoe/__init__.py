@@ -10,7 +10,7 @@ import pathlib
 import torch
 
 __all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
-           "kernel_variants", "set_kernel_variant", "kernel_choice_cache",
+           "kernel_variants", "set_kernel_variant", "kernel_choice_cache", "bf16_dot_products",
            "TensorRoutingGate",
            "SpatialMoE2d", "WeatherResNet"]
 
@@ -38,5 +38,6 @@ set_tuned_kernels = torch.ops.smoe.set_tuned_kernels
 kernel_variants = torch.ops.smoe.kernel_variants
 set_kernel_variant = torch.ops.smoe.set_kernel_variant
 kernel_choice_cache = torch.ops.smoe.kernel_choice_cache
+bf16_dot_products = torch.ops.smoe.bf16_dot_products
 
 from .nn import SpatialMoE2d, TensorRoutingGate, WeatherResNet  # noqa: E402  (needs the ops loaded)
