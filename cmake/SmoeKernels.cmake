@@ -231,15 +231,16 @@ endfunction()
 # (AVX-512 by default; none if it lacks AVX2), and `pair_dots`, the forward's channel dots whose
 # pairs of bfloat16 products one bf16 dot-product instruction sums (bf16_pairs in
 # generators/forward_generator.cpp), for CPUs with AVX512_BF16 (SMOE_CPU_BF16_DOT_TARGET; empty:
-# not built). op|name|target (best: the best of SMOE_CPU_TARGETS)|generator params|routings.
+# not built). Shared routing only: the tensor routing of the weather networks, and a short build.
+# op|name|target (best: the best of SMOE_CPU_TARGETS)|generator params|routings.
 option(SMOE_CPU_BF16_VARIANTS "Build the bfloat16 variants of the forward and the expert-side gradients" ON)
 set(SMOE_CPU_BF16_DOT_TARGET
     x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-avx512_cannonlake-avx512_zen4
     CACHE STRING "Halide target of the bfloat16 pair_dots forward (empty: not built)")
 set(SMOE_BF16_VARIANTS
-    "forward|channel_dots|best|knobs=formulation:1|all"
+    "forward|channel_dots|best|knobs=formulation:1|shared"
     "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
-    "backward_data|channel_axpys|best|knobs=formulation:1|all"
+    "backward_data|channel_axpys|best|knobs=formulation:1|shared"
     "backward_weight|tap_tiles|best|knobs=formulation:1|shared")
 
 # smoe_add_bf16_variants(<header>): their kernels, smoe_<op>_<routing>_<gating>_bf16_<name>, and

@@ -184,8 +184,9 @@ TEST(HalfPrecisionRounding, BFloat16RoundsLikeTorch) {
 // dot-product instruction) against the regular bfloat16 kernels and the float32 ones on the widened
 // inputs: all round float32 sums of exact products, in different orders, so they agree within one
 // unit in the last place of the largest value. Shapes: whole blocks of 32 channels, a padded block,
-// fewer channels than a block, odd K, F = 2, rows narrower and wider than a vector, both routings,
-// both gatings.
+// fewer channels than a block, odd K, F = 2, rows narrower and wider than a vector, both gatings;
+// the variants serve shared routing, and the per-sample shapes check that such calls keep the
+// regular kernels.
 TEST(BFloat16ForwardVariants, MatchRegularKernels) {
     std::vector<std::string> variants;
     for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
