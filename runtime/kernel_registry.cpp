@@ -190,11 +190,11 @@ std::string current_choice() {
     return choice;
 }
 
-// The formulation variants of an op and routing variant.
-template <typename Args>
-std::vector<const FormulationVariantInfo *> formulations_of(bool shared_routing, bool weighted) {
-    std::vector<const FormulationVariantInfo *> found;
-    for (const FormulationVariantInfo &v : formulation_variants()) {
+// The entries of a variant list (formulation or bfloat16 variants) for an op and routing variant.
+template <typename Args, typename Info>
+std::vector<const Info *> variants_of(const std::vector<Info> &all, bool shared_routing, bool weighted) {
+    std::vector<const Info *> found;
+    for (const Info &v : all) {
         if (std::string(v.op) == TunedOp<Args>::name && v.shared_routing == shared_routing && v.weighted == weighted) {
             found.push_back(&v);
         }
@@ -243,7 +243,8 @@ int measured_dispatch(void *uc, const Args &a, const std::vector<const Formulati
 template <typename Args, bool Shared, bool Weighted>
 int variant_dispatch(void *uc, const Args &a) {
     const Kernel<Args> regular = Tables<Args>::f32[Shared][Weighted];
-    static const std::vector<const FormulationVariantInfo *> formulations = formulations_of<Args>(Shared, Weighted);
+    static const std::vector<const FormulationVariantInfo *> formulations =
+        variants_of<Args>(formulation_variants(), Shared, Weighted);
     const halide_buffer_t *in = TunedOp<Args>::input(a);
     const int shape_class = shape_class_index(in->dim[3].extent, in->dim[2].extent);
     const Kernel<Args> tuned =
@@ -265,19 +266,6 @@ int variant_dispatch(void *uc, const Args &a) {
     return regular(uc, a);
 }
 
-// The bfloat16 variants of an op and routing variant this build has (cmake/SmoeKernels.cmake) and
-// this CPU runs.
-template <typename Args>
-std::vector<const Bf16VariantInfo *> bf16_variants_of(bool shared_routing, bool weighted) {
-    std::vector<const Bf16VariantInfo *> found;
-    for (const Bf16VariantInfo &v : bf16_variants()) {
-        if (std::string(v.op) == TunedOp<Args>::name && v.shared_routing == shared_routing && v.weighted == weighted) {
-            found.push_back(&v);
-        }
-    }
-    return found;
-}
-
 // bfloat16 CPU calls of an op with variants: as for float32 (variant_dispatch), the choice
 // "regular" or a variant's name forces that kernel, and "auto" measures them per shape when
 // measurement is on. With measurement off, "auto" takes the op's first variant (for the forward
@@ -286,7 +274,7 @@ std::vector<const Bf16VariantInfo *> bf16_variants_of(bool shared_routing, bool 
 template <typename Args, bool Shared, bool Weighted>
 int bf16_dispatch(void *uc, const Args &a) {
     const Kernel<Args> regular = Tables<Args>::bf16[Shared][Weighted];
-    static const std::vector<const Bf16VariantInfo *> variants = bf16_variants_of<Args>(Shared, Weighted);
+    static const std::vector<const Bf16VariantInfo *> variants = variants_of<Args>(bf16_variants(), Shared, Weighted);
     const std::string chosen = current_choice();
     if (variants.empty() || chosen == "regular") return regular(uc, a);
     if (chosen != "auto" && chosen != "tuned") {
