@@ -181,8 +181,8 @@ TEST(HalfPrecisionRounding, BFloat16RoundsLikeTorch) {
 }
 
 // The bfloat16 forward's variants (channel dots on widened operands; pair dots with the bf16
-// dot-product instruction) against the regular bfloat16 kernels and the float32 ones on the widened
-// inputs: all round float32 sums of exact products, in different orders, so they agree within one
+// dot-product instruction) against the regular bfloat16 kernels, the float32 ones and the LibTorch
+// reference on the widened inputs: all round float32 sums of exact products, in different orders, so they agree within one
 // unit in the last place of the largest value. Shapes: whole blocks of 32 channels, a padded block,
 // fewer channels than a block, odd K, F = 2, rows narrower and wider than a vector, both gatings;
 // the variants serve shared routing, and the per-sample shapes check that such calls keep the
@@ -222,12 +222,16 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
             EXPECT_TRUE(mismatch.empty()) << name.str() << " against the regular kernel: " << mismatch;
             mismatch = reference::compare(widened(y), widened(float32.to(at::kBFloat16)), tolerance);
             EXPECT_TRUE(mismatch.empty()) << name.str() << " against float32: " << mismatch;
+            const at::Tensor expected = reference::forward(widened(x), widened(weight), indices, gate32, c.F);
+            mismatch = reference::compare(widened(y), widened(expected.to(at::kBFloat16)), tolerance);
+            EXPECT_TRUE(mismatch.empty()) << name.str() << " against the reference: " << mismatch;
         }
     }
 }
 
 // The expert-side gradients' bfloat16 variants (channel axpys, tap tiles) against the regular
-// bfloat16 kernels and float32, within one unit as above, with damping.
+// bfloat16 kernels, float32 and the LibTorch reference's two passes, within one unit as above,
+// with damping.
 TEST(BFloat16GradientVariants, MatchRegularKernels) {
     std::vector<std::string> variants;
     for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
@@ -266,12 +270,17 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
             auto [grad_x32, grad_weight32, unused_routing, unused_loss] =
                 smoe::spatial_moe_backward(widened(grad_y), widened(x), widened(weight), indices, gate32,
                                            std::nullopt, c.F, options, {true, true, false});
+            reference::TwoPassOptions two_pass;
+            two_pass.damping = options.damping;
+            const reference::TwoPassGradients expected =
+                reference::two_pass_backward(widened(x), widened(weight), widened(t.routing.to(at::kBFloat16)), c.E,
+                                             c.F, c.weighted, widened(grad_y), two_pass);
             std::ostringstream name;
             name << variant << " " << c;
             const double tolerance = unit_of(at::kBFloat16);
-            const std::pair<const char *, std::array<at::Tensor, 3>> checks[] = {
-                {"grad_x", {grad_x, regular_x, grad_x32}},
-                {"grad_weight", {grad_weight, regular_weight, grad_weight32}},
+            const std::pair<const char *, std::array<at::Tensor, 4>> checks[] = {
+                {"grad_x", {grad_x, regular_x, grad_x32, expected.grad_x}},
+                {"grad_weight", {grad_weight, regular_weight, grad_weight32, expected.grad_weight}},
             };
             for (const auto &[what, results] : checks) {
                 std::string mismatch = reference::compare(widened(results[0]), widened(results[1]), tolerance);
@@ -279,6 +288,8 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
                                               << mismatch;
                 mismatch = reference::compare(widened(results[0]), widened(results[2].to(at::kBFloat16)), tolerance);
                 EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against float32: " << mismatch;
+                mismatch = reference::compare(widened(results[0]), widened(results[3].to(at::kBFloat16)), tolerance);
+                EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against the reference: " << mismatch;
             }
         }
     }
