@@ -6,6 +6,7 @@
 #   <name>_f64       CPU, float64 (tests and gradcheck: correctness, not speed), baseline x86-64.
 #   <name>_f16, <name>_bf16
 #                    CPU, float16 / bfloat16 storage with float32 arithmetic (generators/precision.h).
+#                    The float64, float16 and bfloat16 kernels are built when SMOE_CPU_DTYPES has them.
 #   <name>_f32_cuda, <name>_f16_cuda, <name>_bf16_cuda
 #                    CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on.
 # Every target has user_context: the runtime passes a per-call context for errors and CUDA state.
@@ -23,6 +24,19 @@ set(SMOE_CPU_HALF_TARGETS
     x86-64-linux-sse41-avx-avx2-f16c-fma
     x86-64-linux
     CACHE STRING "Halide targets of the float16 and bfloat16 CPU kernels, best first (a list)")
+# The CPU dtypes built: float32 always; a build without float64, float16 or bfloat16 kernels
+# rejects tensors of that dtype with an error that names it (a short build, e.g. for packaging).
+set(SMOE_CPU_DTYPES float32 float64 float16 bfloat16
+    CACHE STRING "dtypes of the CPU kernels (a list; float32 is required)")
+set(_smoe_known_dtypes float32 float64 float16 bfloat16)
+if (NOT "float32" IN_LIST SMOE_CPU_DTYPES)
+  message(FATAL_ERROR "smoe: SMOE_CPU_DTYPES must include float32, got '${SMOE_CPU_DTYPES}'")
+endif ()
+foreach (dtype IN LISTS SMOE_CPU_DTYPES)
+  if (NOT dtype IN_LIST _smoe_known_dtypes)
+    message(FATAL_ERROR "smoe: SMOE_CPU_DTYPES: '${dtype}' is not one of ${_smoe_known_dtypes}")
+  endif ()
+endforeach ()
 # Every kernel takes a user context (errors and CUDA state per call); the runtime is shared.
 function(_smoe_with_user_context out)
   set(targets "")
@@ -50,7 +64,6 @@ set(SMOE_KERNEL_LIBRARIES "")
 
 function(smoe_add_kernel name)
   cmake_parse_arguments(ARG "" "GENERATOR" "PARAMS" ${ARGN})
-  set(variants f32 f64 f16 bf16)
   set(f32_targets ${_smoe_f32_targets})
   set(f64_targets ${_smoe_f64_targets})
   set(f16_targets ${_smoe_half_targets})
@@ -59,6 +72,12 @@ function(smoe_add_kernel name)
   set(f64_type float64)
   set(f16_type float16)
   set(bf16_type bfloat16)
+  set(variants "")
+  foreach (type IN ITEMS f32 f64 f16 bf16)
+    if ("${${type}_type}" IN_LIST SMOE_CPU_DTYPES)
+      list(APPEND variants ${type})
+    endif ()
+  endforeach ()
   if (SMOE_CUDA)
     foreach (type IN ITEMS f32 f16 bf16)
       list(APPEND variants ${type}_cuda)
@@ -251,7 +270,7 @@ function(smoe_add_bf16_variants header)
   string(APPEND lines "// X(op, shared_routing, gating, name, target, function)\n#define SMOE_BF16_VARIANT_LIST(X) \\\n")
   list(GET SMOE_CPU_TARGETS 0 best_target)
   set(variants "")
-  if (SMOE_CPU_BF16_VARIANTS)
+  if (SMOE_CPU_BF16_VARIANTS AND "bfloat16" IN_LIST SMOE_CPU_DTYPES)
     set(variants ${SMOE_BF16_VARIANTS})
   endif ()
   foreach (variant IN LISTS variants)

@@ -45,6 +45,12 @@ void check_floating(const char *op, const char *name, const at::Tensor &t) {
                 ": argument '", name, "' must be float32, float64, float16 or bfloat16, got ", type);
 }
 
+void check_kernel_built(const char *op, bool built, const at::Tensor &t) {
+    TORCH_CHECK(built, op, ": this build has no kernels for ", t.scalar_type(), " tensors on ", t.device(),
+                " (CPU kernels are built for the dtypes of the CMake option SMOE_CPU_DTYPES, CUDA kernels with "
+                "SMOE_CUDA=ON)");
+}
+
 at::ScalarType compute_dtype(at::ScalarType storage) {
     return storage == at::kHalf || storage == at::kBFloat16 ? at::kFloat : storage;
 }

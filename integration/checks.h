@@ -25,6 +25,10 @@ void check_tensor(const char *op, const char *name, const at::Tensor &t, std::in
 // Floating point types that have kernels (float32, float64, float16, bfloat16).
 void check_floating(const char *op, const char *name, const at::Tensor &t);
 
+// The kernel lookup for `t`'s dtype and device found one; a build has CPU kernels for the dtypes of
+// its CMake option SMOE_CPU_DTYPES and CUDA kernels with SMOE_CUDA.
+void check_kernel_built(const char *op, bool built, const at::Tensor &t);
+
 // The type the kernels compute in: float32 for the half-precision storage types, else the type.
 // A layer's per-sample quantile and RC loss are kept in it.
 at::ScalarType compute_dtype(at::ScalarType storage);

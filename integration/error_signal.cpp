@@ -49,8 +49,7 @@ at::Tensor error_quantile_compiled(const at::Tensor &grad_y, const std::optional
     if (grad_y.numel() == 0) return quantile.fill_(std::numeric_limits<double>::quiet_NaN());
     auto kernel =
         runtime::find_error_quantile(grad_y.scalar_type(), grad_y.device().type(), response.has_value());
-    TORCH_CHECK(kernel != nullptr, kQuantileOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
-                " in this build");
+    checks::check_kernel_built(kQuantileOp, kernel != nullptr, grad_y);
     // reshape: a view of contiguous tensors, a contiguous copy of any other.
     const at::Tensor signal = grad_y.reshape({batch, -1}).contiguous();
     std::optional<at::Tensor> response_rows;
@@ -85,8 +84,7 @@ std::tuple<at::Tensor, at::Tensor> rc_loss_contiguous(const at::Tensor &grad_y, 
 
     auto kernel = runtime::find_kernel<runtime::RCLossArgs>(grad_y.scalar_type(), grad_y.device().type(),
                                                             runtime::RoutingVariant{shared, response.has_value()});
-    TORCH_CHECK(kernel != nullptr, kRCLossOp, ": no kernel for ", grad_y.scalar_type(), " on ", grad_y.device(),
-                " in this build");
+    checks::check_kernel_built(kRCLossOp, kernel != nullptr, grad_y);
     at::Tensor grad_routing = at::empty(routing.sizes(), routing.options());
     at::Tensor loss = at::empty({}, checks::compute_options(grad_y));
     runtime::TensorBuffer grad_y_buf(grad_y), indices_buf(indices), routing_buf(routing), quantile_buf(quantile),

@@ -23,7 +23,7 @@ at::Tensor forward_compiled(const at::Tensor &x_arg, const at::Tensor &weight_ar
 
     auto kernel = runtime::find_kernel<runtime::ForwardArgs>(x.scalar_type(), x.device().type(),
                                                             runtime::RoutingVariant{s.shared_routing, values.has_value()});
-    TORCH_CHECK(kernel != nullptr, kOp, ": no kernel for ", x.scalar_type(), " on ", x.device(), " in this build");
+    checks::check_kernel_built(kOp, kernel != nullptr, x);
     at::Tensor y = at::empty({s.batch, s.selected * F, s.height, s.width}, x.options());
     runtime::TensorBuffer x_buf(x), weight_buf(weight), indices_buf(indices), y_buf(y);
     std::optional<runtime::TensorBuffer> values_buf;

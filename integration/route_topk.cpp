@@ -31,8 +31,7 @@ std::tuple<at::Tensor, at::Tensor> route_topk_compiled(const at::Tensor &routing
     }
     const at::Tensor routing = routing_arg.contiguous();
     auto kernel = runtime::find_route_topk(routing.scalar_type(), routing.device().type());
-    TORCH_CHECK(kernel != nullptr, kOp, ": no kernel for ", routing.scalar_type(), " on ", routing.device(),
-                " in this build");
+    checks::check_kernel_built(kOp, kernel != nullptr, routing);
     at::Tensor indices = at::empty(shape, routing.options().dtype(at::kInt));
     at::Tensor values = at::empty(shape, routing.options());
     runtime::TensorBuffer routing_buf(routing, 4), indices_buf(indices, 4), values_buf(values, 4);

@@ -40,11 +40,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_composite(
 }
 
 template <typename Args>
-runtime::Kernel<Args> kernel_for(const at::Tensor &t, const checks::LayerShape &s, bool weighted, const char *what) {
+runtime::Kernel<Args> kernel_for(const at::Tensor &t, const checks::LayerShape &s, bool weighted) {
     auto kernel = runtime::find_kernel<Args>(t.scalar_type(), t.device().type(),
                                              runtime::RoutingVariant{s.shared_routing, weighted});
-    TORCH_CHECK(kernel != nullptr, kBackwardOp, ": no ", what, " kernel for ", t.scalar_type(), " on ", t.device(),
-                " in this build");
+    checks::check_kernel_built(kBackwardOp, kernel != nullptr, t);
     return kernel;
 }
 
@@ -82,7 +81,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_contiguous(
     if (output_mask[0]) {
         grad_x = at::empty_like(x);
         runtime::TensorBuffer out(grad_x);
-        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardDataArgs>(x, s, weighted, "backward-data"),
+        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardDataArgs>(x, s, weighted),
                             runtime::BackwardDataArgs{grad_y_buf.get(), weight_buf.get(), indices_buf.get(),
                                                       values_ptr, out_per_expert, damping_args, out.get()},
                             x.device());
@@ -90,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_contiguous(
     if (output_mask[1]) {
         grad_weight = at::empty_like(weight);
         runtime::TensorBuffer out(grad_weight);
-        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardWeightArgs>(x, s, weighted, "backward-weight"),
+        runtime::run_kernel(kBackwardOp, kernel_for<runtime::BackwardWeightArgs>(x, s, weighted),
                             runtime::BackwardWeightArgs{grad_y_buf.get(), x_buf.get(), indices_buf.get(), values_ptr,
                                                         out_per_expert, damping_args, out.get()},
                             x.device());
@@ -112,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_contiguous(
             runtime::TensorBuffer out(grad_routing);
             std::optional<runtime::TensorBuffer> response_buf;
             if (weighted) response_buf.emplace(*response);
-            runtime::run_kernel(kBackwardOp, kernel_for<runtime::GateGradientArgs>(x, s, weighted, "gate-gradient"),
+            runtime::run_kernel(kBackwardOp, kernel_for<runtime::GateGradientArgs>(x, s, weighted),
                                 runtime::GateGradientArgs{grad_y_buf.get(), weighted ? response_buf->get() : nullptr,
                                                           indices_buf.get(), out_per_expert, out.get()},
                                 x.device());

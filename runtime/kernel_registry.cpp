@@ -96,19 +96,41 @@ using VariantTable = Kernel<Args>[2][2];
          op##_weighted<smoe_##op##_shared_weighted_##suffix>},                                 \
     }
 
-// Every op's tables: CPU float32, float64, float16 and bfloat16; CUDA float32, float16 and bfloat16
-// when built.
+// Every op's tables: CPU float32, and float64, float16 and bfloat16 when SMOE_CPU_DTYPES has them;
+// CUDA float32, float16 and bfloat16 when built.
 template <typename Args>
 struct Tables;
 #define SMOE_TABLES(Op, op)                                                                    \
     template <>                                                                                \
     struct Tables<Op##Args> {                                                                  \
         static constexpr VariantTable<Op##Args> f32 = SMOE_VARIANT_TABLE(op, f32);             \
-        static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);             \
-        static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);             \
-        static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);           \
+        SMOE_F64_TABLE(Op, op)                                                                 \
+        SMOE_F16_TABLE(Op, op)                                                                 \
+        SMOE_BF16_TABLE(Op, op)                                                                \
         SMOE_CUDA_TABLES(Op, op)                                                               \
     };
+
+#ifdef SMOE_WITH_CPU_FLOAT64
+#define SMOE_F64_TABLE(Op, op) static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);
+#define SMOE_IF_F64(...) __VA_ARGS__
+#else
+#define SMOE_F64_TABLE(Op, op)
+#define SMOE_IF_F64(...)
+#endif
+#ifdef SMOE_WITH_CPU_FLOAT16
+#define SMOE_F16_TABLE(Op, op) static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);
+#define SMOE_IF_F16(...) __VA_ARGS__
+#else
+#define SMOE_F16_TABLE(Op, op)
+#define SMOE_IF_F16(...)
+#endif
+#ifdef SMOE_WITH_CPU_BFLOAT16
+#define SMOE_BF16_TABLE(Op, op) static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);
+#define SMOE_IF_BF16(...) __VA_ARGS__
+#else
+#define SMOE_BF16_TABLE(Op, op)
+#define SMOE_IF_BF16(...)
+#endif
 
 #ifdef SMOE_WITH_CUDA_KERNELS
 #define SMOE_CUDA_TABLES(Op, op)                                                               \
@@ -134,7 +156,10 @@ struct TunedOp {
 // "WxHxCxB"-style extents of a buffer, for cache keys.
 std::string extents(const halide_buffer_t *b) {
     std::string text;
-    for (int d = 0; d < b->dimensions; ++d) text += (d ? "x" : "") + std::to_string(b->dim[d].extent);
+    for (int d = 0; d < b->dimensions; ++d) {
+        if (d) text += 'x';
+        text += std::to_string(b->dim[d].extent);
+    }
     return text;
 }
 
@@ -271,6 +296,7 @@ int variant_dispatch(void *uc, const Args &a) {
 // measurement is on. With measurement off, "auto" takes the op's first variant (for the forward
 // channel dots, whose float32 FMAs outran the bf16 dot-product instruction on an Intel Xeon with
 // AVX512_BF16); layers of fewer than 8 input channels keep the regular kernels.
+#ifdef SMOE_WITH_CPU_BFLOAT16
 template <typename Args, bool Shared, bool Weighted>
 int bf16_dispatch(void *uc, const Args &a) {
     const Kernel<Args> regular = Tables<Args>::bf16[Shared][Weighted];
@@ -296,10 +322,12 @@ int bf16_dispatch(void *uc, const Args &a) {
     const int index = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
     return kernels[index](uc, a);
 }
+#endif
 
 template <typename Args>
 Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
     if constexpr (TunedOp<Args>::has_variants) {
+#ifdef SMOE_WITH_CPU_BFLOAT16
         if (table == &Tables<Args>::bf16) {
             static constexpr VariantTable<Args> dispatch = {
                 {bf16_dispatch<Args, false, false>, bf16_dispatch<Args, false, true>},
@@ -307,6 +335,7 @@ Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
             };
             return dispatch[v.shared_routing][v.weighted];
         }
+#endif
         if (table == &Tables<Args>::f32) {
             static constexpr VariantTable<Args> dispatch = {
                 {variant_dispatch<Args, false, false>, variant_dispatch<Args, false, true>},
@@ -386,9 +415,9 @@ std::string kernel_variant() {
     do {                                                                                       \
         if (device == c10::DeviceType::CPU) {                                                  \
             if (dtype == c10::kFloat) return kernels(f32);                                     \
-            if (dtype == c10::kDouble) return kernels(f64);                                    \
-            if (dtype == c10::kHalf) return kernels(f16);                                      \
-            if (dtype == c10::kBFloat16) return kernels(bf16);                                 \
+            SMOE_IF_F64(if (dtype == c10::kDouble) return kernels(f64);)                       \
+            SMOE_IF_F16(if (dtype == c10::kHalf) return kernels(f16);)                         \
+            SMOE_IF_BF16(if (dtype == c10::kBFloat16) return kernels(bf16);)                   \
         }                                                                                      \
         SMOE_FOR_CUDA_DTYPE(dtype, device, kernels)                                            \
         return nullptr;                                                                        \
