@@ -36,6 +36,16 @@ TORCH_LIBRARY(smoe, m) {
 }
 
 namespace smoe {
+namespace {
+
+// "op routing gating ", the start of a kernel-list line, from a variant's fields.
+template <typename Info>
+std::string variant_words(const Info &v) {
+    return std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
+           (v.weighted ? "weighted" : "unweighted") + " ";
+}
+
+}  // namespace
 
 void set_tuned_kernels(bool enabled) {
     runtime::set_tuned_kernels_enabled(enabled);
@@ -47,9 +57,7 @@ std::vector<std::string> tuned_kernels() {
         const char *why = v.active                                 ? " active"
                           : runtime::cpu_runs_target(v.target) ? " inactive (tuned on another CPU)"
                                                                : " inactive (this CPU does not run the target)";
-        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
-                        (v.weighted ? "weighted" : "unweighted") + " " + v.shape_class + " " + v.knobs + " " +
-                        v.target + " cpu=" + v.cpu + why);
+        lines.push_back(variant_words(v) + v.shape_class + " " + v.knobs + " " + v.target + " cpu=" + v.cpu + why);
     }
     return lines;
 }
@@ -57,13 +65,11 @@ std::vector<std::string> tuned_kernels() {
 std::vector<std::string> kernel_variants() {
     std::vector<std::string> lines;
     for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) {
-        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
-                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " " + v.params + " " + v.classes);
+        lines.push_back(variant_words(v) + v.name + " " + v.params + " " + v.classes);
     }
     for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
-        lines.push_back(std::string(v.op) + " " + (v.shared_routing ? "shared" : "per_sample") + " " +
-                        (v.weighted ? "weighted" : "unweighted") + " " + v.name + " dtype=bfloat16@" + v.target +
-                        " b1-3_c8+,b4+_c8+");
+        // Shape classes: every batch from 8 input channels, as bf16_dispatch chooses.
+        lines.push_back(variant_words(v) + v.name + " dtype=bfloat16@" + v.target + " b1-3_c8+,b4+_c8+");
     }
     return lines;
 }

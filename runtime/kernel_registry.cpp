@@ -236,18 +236,45 @@ bool serves_class(const FormulationVariantInfo &v, int shape_class) {
     return false;
 }
 
+// The kernel of the variant named `chosen` among `variants`, or nullptr.
+template <typename Args, typename Info>
+Kernel<Args> named_variant(const std::vector<const Info *> &variants, const std::string &chosen) {
+    for (const Info *v : variants) {
+        if (chosen == v->name) return reinterpret_cast<Kernel<Args>>(v->kernel);
+    }
+    return nullptr;
+}
+
+// Candidates of a measured choice: the variants' kernels and names after those already listed.
+template <typename Args, typename Info>
+void add_candidates(std::vector<Kernel<Args>> &kernels, std::vector<std::string> &names,
+                    const std::vector<const Info *> &variants) {
+    for (const Info *v : variants) {
+        kernels.push_back(reinterpret_cast<Kernel<Args>>(v->kernel));
+        names.push_back(v->name);
+    }
+}
+
+// Runs the candidate measured fastest for this call's op, dtype (`dtype_word`: "" for float32,
+// " bfloat16"), routing variant and shape, once per shape on this CPU (runtime/variant_cache.h).
+template <typename Args, bool Shared, bool Weighted>
+int run_measured(void *uc, const Args &a, const char *dtype_word, const std::vector<Kernel<Args>> &kernels,
+                 const std::vector<std::string> &names) {
+    if (kernels.size() == 1) return kernels[0](uc, a);
+    const std::string key = std::string(TunedOp<Args>::name) + dtype_word + (Shared ? " shared " : " per_sample ") +
+                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
+    const int chosen = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
+    return kernels[chosen](uc, a);
+}
+
 // With the choice "auto" and measurement on: the regular kernel, the op's formulation variants and
-// the active tuned variant of the call's class, measured once per shape on this CPU
-// (runtime/variant_cache.h).
+// the active tuned variant of the call's class.
 template <typename Args, bool Shared, bool Weighted>
 int measured_dispatch(void *uc, const Args &a, const std::vector<const FormulationVariantInfo *> &formulations,
                       Kernel<Args> tuned, int shape_class) {
     std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
     std::vector<std::string> names = {"regular"};
-    for (const FormulationVariantInfo *v : formulations) {
-        kernels.push_back(reinterpret_cast<Kernel<Args>>(v->kernel));
-        names.push_back(v->name);
-    }
+    add_candidates(kernels, names, formulations);
     if (tuned != nullptr) {
         for (const TunedVariantInfo &v : tuned_variants()) {
             if (reinterpret_cast<Kernel<Args>>(v.kernel) == tuned && shape_class_index(v.shape_class) == shape_class) {
@@ -257,11 +284,7 @@ int measured_dispatch(void *uc, const Args &a, const std::vector<const Formulati
             }
         }
     }
-    if (kernels.size() == 1) return kernels[0](uc, a);
-    const std::string key = std::string(TunedOp<Args>::name) + (Shared ? " shared " : " per_sample ") +
-                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
-    const int chosen = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
-    return kernels[chosen](uc, a);
+    return run_measured<Args, Shared, Weighted>(uc, a, "", kernels, names);
 }
 
 // CPU float32 calls of an op with variants (README "Choosing the kernels").
@@ -278,10 +301,8 @@ int variant_dispatch(void *uc, const Args &a) {
     if (chosen == "regular") return regular(uc, a);
     if (chosen == "tuned") return (tuned != nullptr ? tuned : regular)(uc, a);
     if (chosen != "auto") {
-        for (const FormulationVariantInfo *v : formulations) {
-            if (chosen == v->name) return reinterpret_cast<Kernel<Args>>(v->kernel)(uc, a);
-        }
-        return regular(uc, a);
+        const Kernel<Args> named = named_variant<Args>(formulations, chosen);
+        return (named != nullptr ? named : regular)(uc, a);
     }
     if (kernel_cache_path()) return measured_dispatch<Args, Shared, Weighted>(uc, a, formulations, tuned, shape_class);
     if (tuned != nullptr) return tuned(uc, a);
@@ -304,23 +325,15 @@ int bf16_dispatch(void *uc, const Args &a) {
     const std::string chosen = current_choice();
     if (variants.empty() || chosen == "regular") return regular(uc, a);
     if (chosen != "auto" && chosen != "tuned") {
-        for (const Bf16VariantInfo *v : variants) {
-            if (chosen == v->name) return reinterpret_cast<Kernel<Args>>(v->kernel)(uc, a);
-        }
-        return regular(uc, a);
+        const Kernel<Args> named = named_variant<Args>(variants, chosen);
+        return (named != nullptr ? named : regular)(uc, a);
     }
     if (TunedOp<Args>::input(a)->dim[2].extent < 8) return regular(uc, a);
     if (!kernel_cache_path()) return reinterpret_cast<Kernel<Args>>(variants[0]->kernel)(uc, a);
     std::vector<Kernel<Args>> kernels = {regular};
     std::vector<std::string> names = {"regular"};
-    for (const Bf16VariantInfo *v : variants) {
-        kernels.push_back(reinterpret_cast<Kernel<Args>>(v->kernel));
-        names.push_back(v->name);
-    }
-    const std::string key = std::string(TunedOp<Args>::name) + " bfloat16" + (Shared ? " shared " : " per_sample ") +
-                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
-    const int index = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
-    return kernels[index](uc, a);
+    add_candidates(kernels, names, variants);
+    return run_measured<Args, Shared, Weighted>(uc, a, " bfloat16", kernels, names);
 }
 #endif
 
@@ -392,14 +405,14 @@ const std::vector<FormulationVariantInfo> &formulation_variants() {
 void set_kernel_variant(const std::string &wanted) {
     std::string names = "auto, regular, tuned";
     bool known = wanted == "auto" || wanted == "regular" || wanted == "tuned";
-    for (const FormulationVariantInfo &v : formulation_variants()) {
-        if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
-        known = known || wanted == v.name;
-    }
-    for (const Bf16VariantInfo &v : bf16_variants()) {
-        if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
-        known = known || wanted == v.name;
-    }
+    auto add_names = [&](const auto &variants) {
+        for (const auto &v : variants) {
+            if (names.find(v.name) == std::string::npos) names += std::string(", ") + v.name;
+            known = known || wanted == v.name;
+        }
+    };
+    add_names(formulation_variants());
+    add_names(bf16_variants());
     TORCH_CHECK(known, "set_kernel_variant: '", wanted, "' is not a kernel choice of this build (", names, ")");
     std::lock_guard<std::mutex> lock(choice_mutex);
     choice = wanted;
