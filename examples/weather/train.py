@@ -1,9 +1,10 @@
 """Forecasting on the WeatherBench grid with the paper's ResNet, plain or with SMoE layers.
 
 Without --data-dir it runs the demo: it writes a synthetic archive in WeatherBench's 5.625deg
-layout (a location-dependent advection: eastward over sea, westward over land),
-reads it back like the real one, and trains each configuration of --configs on it; the plain
-ResNet is widened to the SMoE network's parameter count. With --data-dir it trains on the real
+layout (Z500 and T850 anomalies turning into each other one way over land, the other way over
+sea), reads it back like the real one, and trains each configuration of --configs on it; the plain
+ResNet is widened to the SMoE network's parameter count, and the SMoE gates start from the land-sea
+map (--no-prior: from random scores). With --data-dir it trains on the real
 archive (e.g. --data-dir /data/WeatherBench/5.625deg --lead-hours 72 --blocks 19 --filters 128).
 It prints the latitude-weighted RMSE of Z500 and T850 on the test years per configuration and
 writes pictures of the learned routing beside the land-sea map.
@@ -49,7 +50,9 @@ def parse(argv=None):
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the weights")
     p.add_argument("--gate-lr", type=float, default=1e-2, help="Adam learning rate of the routing scores")
-    p.add_argument("--prior", action="store_true", help="start the gates from the land-sea map (demo only)")
+    p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the gates from the land-sea map (the archive's constants/constants_5.625deg.nc "
+                        "lsm; on by default)")
     p.add_argument("--no-equal-params", dest="equal_params", action="store_false",
                    help="keep the plain ResNet at --filters instead of widening it to the SMoE parameter count")
     p.add_argument("--processes", type=int, default=1, help="DDP processes (gloo); the batch is split over them")
@@ -134,13 +137,13 @@ def routing_picture(model, land, path, scale=8):
     return agreement
 
 
-def train_config(rank, world, args, config, data, filters):
+def train_config(rank, world, args, config, data, filters, land_sea):
     torch.manual_seed(args.seed)
     channels = len(data.variables)
     model = make_model(config, args, channels, filters)
     gates = [p for g in model.gates.values() for p in g.parameters()]
-    if config is not None and args.prior and args.data_dir is None:
-        model.init_gates_from_class_map(torch.from_numpy(weatherbench.land_sea_map(args.seed)), 2)
+    if config is not None and args.prior:
+        model.init_gates_from_class_map(torch.from_numpy(land_sea), 2)
     weights = [p for n, p in model.named_parameters() if not n.startswith("gates.")]
     optimizer = torch.optim.Adam([{"params": weights, "lr": args.lr}, {"params": gates, "lr": args.gate_lr}])
     net = DistributedDataParallel(model) if world > 1 else model
@@ -191,6 +194,7 @@ def run(rank, world, args, port):
     data = weatherbench.WeatherBenchData(root, lead_hours=args.lead_hours, step_hours=args.step_hours,
                                          train_years=args.train_years, valid_years=args.test_years,
                                          test_years=args.test_years)
+    land_sea = read_land_sea(args, root, data)
     channels = len(data.variables)
     smoe_params = max([parameters(make_model(c, args, channels)) for c in args.configs if c] or [0])
     test_x, test_y = data.pairs("test")
@@ -205,12 +209,13 @@ def run(rank, world, args, port):
     for config in args.configs:
         filters = plain_filters_for(smoe_params, args, channels) if config is None and args.equal_params and \
             smoe_params else args.filters
-        model, scores, seconds = train_config(rank, world, args, config, data, filters)
+        model, scores, seconds = train_config(rank, world, args, config, data, filters, land_sea)
         label = "plain" if config is None else f"SMoE {config}"
         rows.append((f"{label} ({filters} filters)", parameters(model), scores, f"{seconds:.1f}"))
-        if lead and config is not None and args.data_dir is None:
+        if lead and config is not None and land_sea is not None:
+            os.makedirs(args.out, exist_ok=True)
             path = os.path.join(args.out, f"routing_{config}.png")
-            agreement = routing_picture(model, weatherbench.land_sea_map(args.seed), path)
+            agreement = routing_picture(model, land_sea, path)
             pictures.append(f"{path} (routing agrees with the land-sea map at {100 * agreement:.1f}% of points)")
     if lead:
         print("\n| configuration | parameters | Z500 RMSE (m²/s²) | T850 RMSE (K) | s / epoch |\n|---|---|---|---|---|")
@@ -220,6 +225,25 @@ def run(rank, world, args, port):
             print("picture: " + picture)
     if world > 1:
         dist.destroy_process_group()
+
+
+def read_land_sea(args, root, data):
+    """The archive's land-sea mask for the prior and the routing pictures; None when the archive has
+    none and no prior asks for it."""
+    wanted = args.prior and any(c is not None for c in args.configs)
+    if not wanted and not os.path.exists(os.path.join(root, weatherbench.CONSTANTS)):
+        return None
+    try:
+        land_sea = weatherbench.open_land_sea_mask(root)
+    except (FileNotFoundError, KeyError) as e:
+        if not wanted:
+            return None
+        raise SystemExit(f"--prior: {e}; pass --no-prior to start the gates from random scores")
+    grid = (len(data.lat), len(data.lon))
+    if land_sea.shape != grid:
+        raise SystemExit(f"--prior: the land-sea mask is {land_sea.shape[0]}x{land_sea.shape[1]}, the fields "
+                         f"{grid[0]}x{grid[1]}")
+    return land_sea
 
 
 def free_port():

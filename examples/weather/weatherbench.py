@@ -8,9 +8,10 @@ reads that layout with xarray, normalises by the training period's mean and stan
 per variable, pairs each time with the one ``lead_hours`` later, and scores forecasts with
 WeatherBench's latitude-weighted RMSE.
 
-It also writes a synthetic archive in exactly that layout: a location-dependent advection on the
-same grid (eastward over sea, westward over land, a land-sea map says which), for the runnable demo
-and the tests.
+It also reads the archive's land-sea mask (``constants/constants_5.625deg.nc``, variable ``lsm``)
+and writes a synthetic archive in exactly that layout, for the runnable demo and the tests: on the
+same grid the Z500 and T850 anomalies turn into each other one way over land and the other way over
+sea, and a land-sea map says which.
 """
 import glob
 import os
@@ -21,6 +22,7 @@ import xarray as xr
 
 # name: (directory, variable in the files, level in hPa)
 VARIABLES = {"z500": ("geopotential_500", "z", 500), "t850": ("temperature_850", "t", 850)}
+CONSTANTS = os.path.join("constants", "constants_5.625deg.nc")
 
 
 def open_variable(root, name, years=None):
@@ -44,6 +46,19 @@ def open_variable(root, name, years=None):
         first, last = years
         da = da.sel(time=slice(str(first), str(last)))
     return da
+
+
+def open_land_sea_mask(root):
+    """The archive's land-sea mask [lat, lon] (1 where the land fraction ``lsm`` exceeds one half),
+    latitudes ascending like ``open_variable``'s fields."""
+    path = os.path.join(root, CONSTANTS)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no land-sea mask: {path} is missing (WeatherBench's constants file)")
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        if "lsm" not in ds:
+            raise KeyError(f"{path} holds no variable 'lsm'")
+        lsm = ds["lsm"].sortby("lat").load()
+    return (lsm.values > 0.5).astype(np.int64)
 
 
 def lat_weighted_rmse(forecast, truth, lat):
@@ -142,16 +157,27 @@ def laplacian(fields):
     return padded[..., :-2, :] + padded[..., 2:, :] + np.roll(fields, 1, -1) + np.roll(fields, -1, -1) - 4 * fields
 
 
+MODEL_HOURS = 6  # the synthetic dynamics' time step
+TURN = np.deg2rad(22.5)  # per step, over land; the other way over sea
+
+
 def step(fields, land):
-    """One step: over sea the fields drift east by one grid column, over land west by one; then
-    they mix a little with their neighbours and decay a little. Periodic in longitude, no flux at
-    the poles. The two regimes look alike locally: only the place tells which one applies."""
-    drifted = np.where(land == 1, np.roll(fields, -1, -1), np.roll(fields, 1, -1))
-    return 0.95 * (drifted + 0.05 * laplacian(drifted))
+    """Six hours of the synthetic dynamics for (z500, t850) anomalies [2, H, W]: they mix a little
+    with their neighbours, turn into each other by 22.5 degrees (a quarter turn a day), one way over
+    land and the other way over sea, and lose 1%. A turn keeps the fields' statistics, so both
+    regimes look alike: only the place tells which way the fields will turn, which is what an SMoE
+    layer's routing can learn and a plain convolution cannot."""
+    mixed = fields + 0.05 * laplacian(fields)
+    angle = np.where(land == 1, TURN, -TURN)
+    cos, sin = np.cos(angle), np.sin(angle)
+    return 0.99 * np.stack([cos * mixed[0] - sin * mixed[1], sin * mixed[0] + cos * mixed[1]])
 
 
 def synthetic_fields(hours, step_hours=6, seed=0):
-    """(z500, t850) [T, H, W] of the synthetic task in physical units, every step_hours."""
+    """(z500, t850) [T, H, W] of the synthetic task in physical units, every step_hours (a multiple
+    of the dynamics' 6 hours)."""
+    if step_hours % MODEL_HOURS:
+        raise ValueError(f"step_hours ({step_hours}) must be a multiple of {MODEL_HOURS}")
     rng = np.random.default_rng(seed + 1)
     land = land_sea_map(seed)
     count = len(range(0, hours, step_hours))
@@ -159,8 +185,9 @@ def synthetic_fields(hours, step_hours=6, seed=0):
     out = np.empty((count, 2, HEIGHT, WIDTH))
     for i in range(count):
         out[i] = state
-        # New weather enters everywhere at a tenth of the amplitude each step.
-        state = step(state, land) + 0.1 * smooth_noise(rng, (2, HEIGHT, WIDTH), 4)
+        for _ in range(step_hours // MODEL_HOURS):
+            # New weather enters everywhere at a tenth of the amplitude every 6 hours.
+            state = step(state, land) + 0.1 * smooth_noise(rng, (2, HEIGHT, WIDTH), 4)
     z500 = 54000 + 3000 * out[:, 0]
     t850 = 275 + 12 * out[:, 1] - 20 * np.abs(np.sin(np.deg2rad(grid()[0]))).reshape(1, -1, 1)
     return z500.astype(np.float32), t850.astype(np.float32)
@@ -168,7 +195,8 @@ def synthetic_fields(hours, step_hours=6, seed=0):
 
 def write_synthetic_archive(root, years, step_hours=6, seed=0):
     """Writes the synthetic task as a WeatherBench 5.625deg archive under ``root`` (one NetCDF file
-    per variable and year, the real files' names, dims and variables); returns the land-sea map."""
+    per variable and year and the constants file with the land-sea mask, the real files' names, dims
+    and variables); returns the land-sea map."""
     lat, lon = grid()
     first, last = years
     start = np.datetime64(f"{first}-01-01T00")
@@ -186,5 +214,9 @@ def write_synthetic_archive(root, years, step_hours=6, seed=0):
                               coords={"time": time[inside], "lat": lat, "lon": lon, "level": level}, name=variable)
             path = os.path.join(root, directory, f"{directory.replace(f'_{level}', f'_{level}hPa')}_{year}_5.625deg.nc")
             da.to_dataset().to_netcdf(path, engine="netcdf4")
-    return land_sea_map(seed)
+    land = land_sea_map(seed)
+    os.makedirs(os.path.join(root, os.path.dirname(CONSTANTS)), exist_ok=True)
+    xr.Dataset({"lsm": (("lat", "lon"), land.astype(np.float32))}, coords={"lat": lat, "lon": lon}).to_netcdf(
+        os.path.join(root, CONSTANTS), engine="netcdf4")
+    return land
 

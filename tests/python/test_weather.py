@@ -3,6 +3,7 @@ the ResNet's placements of SMoE layers, shared gates and periodic longitude, and
 the training script (one process and DDP) and of the whole-network benchmark."""
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -32,6 +33,7 @@ class Archive(unittest.TestCase):
 
     def test_files_follow_the_weatherbench_layout(self):
         self.assertEqual(sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*.nc")), [
+            "constants/constants_5.625deg.nc",
             "geopotential_500/geopotential_500hPa_2000_5.625deg.nc",
             "geopotential_500/geopotential_500hPa_2001_5.625deg.nc",
             "temperature_850/temperature_850hPa_2000_5.625deg.nc",
@@ -53,7 +55,7 @@ class Archive(unittest.TestCase):
         torch.testing.assert_close(train.mean((0, 2, 3)), torch.zeros(2), atol=1e-4, rtol=0)
         torch.testing.assert_close(train.std((0, 2, 3)), torch.ones(2), atol=1e-3, rtol=0)
         raw = weatherbench.open_variable(self.root, "z500").sel(time=slice("2000", "2000")).values
-        self.assertAlmostEqual(float(data.mean[0, 0]), float(raw.mean()), delta=1e-3 * abs(raw.mean()))
+        self.assertAlmostEqual(float(data.mean[0, 0, 0, 0]), float(raw.mean()), delta=1e-3 * abs(raw.mean()))
         torch.testing.assert_close(data.denormalise(data.fields[:1])[0, 0].double(),
                                    torch.from_numpy(raw[0]).double(), rtol=1e-5, atol=1e-2)
 
@@ -70,6 +72,25 @@ class Archive(unittest.TestCase):
             self.assertEqual(z.dims, ("time", "lat", "lon"))
             np.testing.assert_array_equal(z["lat"].values, lat)
             np.testing.assert_array_equal(z.values, values[:, 0])
+
+    def test_land_sea_mask_is_read_from_the_constants_file(self):
+        np.testing.assert_array_equal(weatherbench.open_land_sea_mask(self.root), self.land)
+        self.assertGreater(self.land.mean(), 0.2)
+        self.assertLess(self.land.mean(), 0.5)
+        with self.assertRaisesRegex(FileNotFoundError, "constants_5.625deg.nc is missing"):
+            weatherbench.open_land_sea_mask(self.root / "nowhere")
+
+    def test_synthetic_dynamics_turn_the_fields_by_place(self):
+        """Z500 anomalies alone become T850 anomalies of one sign over land and the other over sea,
+        and a step keeps the size of the fields but for the 1% loss."""
+        land = self.land
+        fields = np.stack([np.ones(land.shape), np.zeros(land.shape)])
+        turned = weatherbench.step(fields, land)
+        turn = np.sin(weatherbench.TURN) * 0.99
+        np.testing.assert_allclose(turned[1], np.where(land == 1, turn, -turn), atol=1e-12)
+        np.testing.assert_allclose(np.hypot(turned[0], turned[1]), 0.99, atol=1e-12)
+        with self.assertRaisesRegex(ValueError, "multiple of 6"):
+            weatherbench.synthetic_fields(48, step_hours=9)
 
     def test_missing_archive_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, "geopotential_500/\\*.nc"):
@@ -144,6 +165,21 @@ class Scripts(unittest.TestCase):
         for row in ("| persistence |", "| climatology |", "| plain (", "| SMoE first (4 filters) |"):
             self.assertIn(row, output)
         self.assertIn("routing agrees with the land-sea map", output)
+
+    def test_prior_needs_the_land_sea_mask(self):
+        with tempfile.TemporaryDirectory() as root:
+            weatherbench.write_synthetic_archive(root, (2000, 2001), step_hours=24)
+            os.remove(os.path.join(root, weatherbench.CONSTANTS))
+            args = [sys.executable, SOURCE / "examples" / "weather" / "train.py", "--data-dir", root, "--epochs", "1",
+                    "--blocks", "1", "--filters", "4", "--train-years", "2000", "--test-years", "2001",
+                    "--step-hours", "24", "--lead-hours", "48", "--batch", "8", "--configs", "last", "--out", root]
+            result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn("--prior: no land-sea mask", result.stderr)
+            self.assertIn("pass --no-prior", result.stderr)
+            output = run(args + ["--no-prior"])
+            self.assertIn("| SMoE last (4 filters) |", output)
+            self.assertNotIn("routing agrees", output)
 
     def test_ddp(self):
         output = self.train("--configs", "all", "--processes", "2", "--threads", "1")
