@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "baselines.h"
-#include "cpu_features.h"
 #include "cpu_memory.h"
 #include "smoe_ops.h"
+#include "variant_cache.h"
 
 namespace {
 
@@ -361,16 +361,11 @@ std::string cpu_description() {
         if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value(line);
         if (line.rfind("model\t", 0) == 0 && model.empty()) model = value(line);
     }
-    // The build's float32 CPU targets, best first: the first this CPU runs is the one its kernels use.
-    std::string kernels = "no CPU target of this build runs here";
-    std::stringstream targets(SMOE_CPU_TARGET_LIST);
-    for (std::string target; std::getline(targets, target, ',');) {
-        if (smoe::runtime::cpu_runs_target(target.c_str())) {
-            const bool avx512 = target.find("avx512") != std::string::npos, avx2 = target.find("avx2") != std::string::npos;
-            kernels = std::string(avx512 ? "AVX-512" : avx2 ? "AVX2" : "baseline x86-64") + " kernels (" + target + ")";
-            break;
-        }
-    }
+    const std::string &target = smoe::runtime::kernel_cpu_target();
+    const bool avx512 = target.find("avx512") != std::string::npos, avx2 = target.find("avx2") != std::string::npos;
+    const std::string kernels = target == "none" ? "no CPU target of this build runs here"
+                                : std::string(avx512 ? "AVX-512" : avx2 ? "AVX2" : "baseline x86-64") + " kernels (" +
+                                      target + ")";
     return name + " (" + vendor + " family " + family + " model " + model + "), " + kernels;
 }
 

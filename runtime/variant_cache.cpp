@@ -15,6 +15,17 @@
 
 namespace smoe::runtime {
 
+const std::string &kernel_cpu_target() {
+    static const std::string target = [] {
+        std::stringstream targets(SMOE_CPU_TARGET_LIST);
+        for (std::string candidate; std::getline(targets, candidate, ',');) {
+            if (cpu_runs_target(candidate.c_str())) return candidate;
+        }
+        return std::string("none");
+    }();
+    return target;
+}
+
 const std::optional<std::string> &kernel_cache_path() {
     static const std::optional<std::string> path = []() -> std::optional<std::string> {
         const char *value = std::getenv("SMOE_KERNEL_CACHE");
@@ -71,7 +82,7 @@ int choose_by_measurement(const std::string &key, const std::vector<std::string>
                           const std::function<int(int)> &run) {
     static std::mutex mutex;
     static std::map<std::string, std::string> choices = read_cache(*kernel_cache_path());
-    const std::string filed_key = host_cpu_fingerprint() + " " + key;
+    const std::string filed_key = host_cpu_fingerprint() + " " + kernel_cpu_target() + " " + key;
     std::lock_guard<std::mutex> lock(mutex);
     auto found = choices.find(filed_key);
     if (found != choices.end()) {

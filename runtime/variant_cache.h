@@ -6,7 +6,8 @@
 // SMOE_KERNEL_CACHE names the file; unset, it is $XDG_CACHE_HOME/smoe/kernel-choices.tsv (or
 // ~/.cache/smoe/kernel-choices.tsv); "off" (or 0, none, empty) turns measurement off, and the
 // kernels are then chosen by shape class (runtime/kernel_registry.cpp). Choices are filed under
-// the CPU's vendor, family and model, so one home directory can serve several machines.
+// the CPU's vendor, family and model and the build's kernel target, so one home directory can
+// serve several machines, and a build for other targets measures again.
 #pragma once
 
 #include <functional>
@@ -15,6 +16,10 @@
 #include <vector>
 
 namespace smoe::runtime {
+
+// The float32 CPU target this build's kernels run on this CPU: the first of CMake's
+// SMOE_CPU_TARGETS the CPU supports (as Halide's multi-target wrappers pick), or "none".
+const std::string &kernel_cpu_target();
 
 // The cache file, or nullopt when measurement is off.
 const std::optional<std::string> &kernel_cache_path();

@@ -14,6 +14,7 @@
 #include "layer_config.h"
 #include "reference.h"
 #include "smoe_ops.h"
+#include "variant_cache.h"
 
 namespace smoe {
 namespace {
@@ -121,7 +122,7 @@ TEST(KernelChoiceApi, UnknownNamesAreRefused) {
 }
 
 // With measurement on (the suite points SMOE_KERNEL_CACHE at a file of its own), a new shape is
-// measured once and filed under this CPU: the file gains one line for it (none when an earlier run
+// measured once and filed under this CPU and the kernels' target: the file gains one line for it (none when an earlier run
 // of the suite filed it already), and every later call reuses the choice.
 int lines_with(const std::string &path, const std::string &text) {
     std::ifstream in(path);
@@ -137,11 +138,13 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     const LayerConfig c{2, 19, 3, 23, 7, 3, 3, 1, true, false};
     const testing::LayerTensors t = testing::random_layer(c, 35);
     auto [indices, values] = reference::route_topk(t.routing, c.E);
-    const std::string key = " forward shared unweighted 23x3x19x2 3x3x19x7\t";
-    const int before = lines_with(path, key);
+    const std::string filed = runtime::host_cpu_fingerprint() + " " + runtime::kernel_cpu_target() +
+                              " forward shared unweighted 23x3x19x2 3x3x19x7\t";
+    const int before = lines_with(path, filed);
     for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
-    EXPECT_EQ(lines_with(path, key), before == 0 ? 1 : before) << path;
-    EXPECT_EQ(lines_with(path, runtime::host_cpu_fingerprint() + key), lines_with(path, key)) << path;
+    EXPECT_EQ(lines_with(path, filed), before == 0 ? 1 : before) << path;
+    // The target is one of the build's, and this CPU runs it (the suite's CPUs run baseline x86-64).
+    EXPECT_TRUE(runtime::cpu_runs_target(runtime::kernel_cpu_target().c_str())) << runtime::kernel_cpu_target();
 }
 
 }  // namespace
