@@ -250,13 +250,21 @@ endfunction()
 # (AVX-512 by default; none if it lacks AVX2), and `pair_dots`, the forward's channel dots whose
 # pairs of bfloat16 products one bf16 dot-product instruction sums (bf16_pairs in
 # generators/forward_generator.cpp), for CPUs with AVX512_BF16 (SMOE_CPU_BF16_DOT_TARGET; empty:
-# not built). Shared routing only: the tensor routing of the weather networks, and a short build.
-# op|name|target (best: the best of SMOE_CPU_TARGETS)|generator params|routings.
+# not built), and `amx_tiles`, the forward as one dense product over all experts per strip of
+# pixels on AMX tiles, then each channel's expert row (dense_tiles), for CPUs with AMX
+# (SMOE_CPU_AMX_TARGET; empty: not built). Shared routing only: the tensor routing of the weather
+# networks, and a short build.
+# op|name|target (best: the best of SMOE_CPU_TARGETS; dot, amx: the targets above)|generator params|routings.
 option(SMOE_CPU_BF16_VARIANTS "Build the bfloat16 variants of the forward and the expert-side gradients" ON)
 set(SMOE_CPU_BF16_DOT_TARGET
     x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-avx512_cannonlake-avx512_zen4
     CACHE STRING "Halide target of the bfloat16 pair_dots forward (empty: not built)")
+set(SMOE_CPU_AMX_TARGET
+    x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-avx512_cannonlake-avx512_sapphirerapids-avxvnni
+    CACHE STRING "Halide target of the bfloat16 amx_tiles forward (empty: not built)")
+# The first forward variant serves bfloat16 calls when measurement is off (runtime/kernel_registry.cpp).
 set(SMOE_BF16_VARIANTS
+    "forward|amx_tiles|amx|dense_tiles=true|shared"
     "forward|channel_dots|best|knobs=formulation:1|shared"
     "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
     "backward_data|channel_axpys|best|knobs=formulation:1|shared"
@@ -287,7 +295,11 @@ function(smoe_add_bf16_variants header)
         continue()
       endif ()
     else ()
-      set(cpu_target "${SMOE_CPU_BF16_DOT_TARGET}")
+      if (which_target STREQUAL "dot")
+        set(cpu_target "${SMOE_CPU_BF16_DOT_TARGET}")
+      else ()
+        set(cpu_target "${SMOE_CPU_AMX_TARGET}")
+      endif ()
       if (NOT cpu_target)
         continue()
       endif ()

@@ -25,6 +25,11 @@ public:
     // bfloat16 until they are multiplied, so that a schedule may sum each pair of neighbouring
     // input channels' products in one dot-product instruction (schedules/cpu/channel_dots.cpp).
     GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};
+    // bfloat16 only, CPU targets with AMX tiles (avx512_sapphirerapids), shared routing: every
+    // expert's response at every pixel as one matrix product per strip of pixels, [pixels x K·K·C]
+    // x [K·K·C x NE·F], then each output channel picks its expert's row. NE/E times the products of
+    // the selected experts alone, at the tiles' rate (schedules/cpu/dense_tiles.cpp).
+    GeneratorParam<bool> dense_tiles{"dense_tiles", false};
 
     // Halide dimension order is the reverse of PyTorch's NCHW.
     GeneratorInput<Buffer<>> *x = nullptr;        // (w, h, c, b)
@@ -57,6 +62,11 @@ public:
         const Type t = compute_type_of(dtype);
         if (bf16_pairs && (dtype != BFloat(16) || get_target().has_gpu_feature())) {
             throw CompileError("smoe_forward: bf16_pairs=true needs dtype=bfloat16 and a CPU target");
+        }
+        if (dense_tiles && (dtype != BFloat(16) || !shared_routing || bf16_pairs ||
+                            !get_target().has_feature(Target::AVX512_SapphireRapids))) {
+            throw CompileError("smoe_forward: dense_tiles=true needs dtype=bfloat16, shared routing and an "
+                               "avx512_sapphirerapids target");
         }
         // The operands' type until they are multiplied: the compute type, or bfloat16 with bf16_pairs
         // (then a plain conversion, which the dot-product instruction pattern recognises).
@@ -97,6 +107,11 @@ public:
             bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);
         }
 
+        if (dense_tiles) {
+            generate_dense_tiles(w, h, jf, b, K, pad, channels, experts * F, F, expert_row, row_args);
+            return;
+        }
+
         // Reduction over the receptive field: (kw, kh, c), or with bf16_pairs (kw, kh, block, channel
         // of the block) over the padded channels.
         RDom r = bf16_pairs ? RDom(0, K, 0, K, 0, channel_blocks, 0, kChannelBlock, "r")
@@ -119,6 +134,54 @@ public:
         if (!using_autoscheduler()) {
             schedule_forward(stages, Knobs("forward", knobs, knobs_target, get_target()), get_target());
         }
+    }
+
+private:
+    // dense_tiles: the receptive field of each pixel as one row of bfloat16 values, ordered (block
+    // of kTileDepth channels, kh, kw, channel of the block) with the channels zero-padded to whole
+    // blocks, so that every chunk of kTileDepth values is one tap's contiguous channels; the bank as
+    // the matching columns, one per expert row, in the pairs layout AMX reads (row · 2 + k % 2, then
+    // k / 2: one stride between the pairs, which Halide's AMX matcher needs); `dense` is their
+    // product for every row at every pixel, and each output channel takes its expert's row.
+    void generate_dense_tiles(const Var &w, const Var &h, const Var &jf, const Var &b, const Expr &K,
+                              const Expr &pad, const Expr &channels, const Expr &rows, const Expr &F,
+                              Func expert_row, const std::vector<Var> &row_args) {
+        constexpr int kTileDepth = 32;  // bfloat16 values of the reduction per tile row (64 bytes)
+        const Expr blocks = (channels + kTileDepth - 1) / kTileDepth;
+        const Expr padded_depth = blocks * K * K * kTileDepth;
+        // The channel and the tap of position k of a row (k / kTileDepth first, so that a vector of a
+        // chunk's positions simplifies to one tap and a ramp of channels).
+        auto channel_of = [&](const Expr &k) { return k / kTileDepth / (K * K) * kTileDepth + k % kTileDepth; };
+        auto tap_of = [&](const Expr &k) { return (k / kTileDepth) % (K * K); };
+        Var k("k"), row("row"), pair("pair"), half("half"), n("n"), c("c");
+        Func input = BoundaryConditions::constant_exterior(
+            *x, cast(dtype, 0), {{0, x->dim(0).extent()}, {0, x->dim(1).extent()}, {0, channels}, {Expr(), Expr()}});
+        Func channels_last("channels_last");
+        channels_last(c, w, h, b) = input(w, h, c, b);
+        Func strip("strip");
+        strip(k, w, h, b) = channels_last(channel_of(k), w + tap_of(k) % K - pad, h + tap_of(k) / K - pad, b);
+        Func bank_columns("bank_columns");
+        bank_columns(k, row) = select(channel_of(k) < channels,
+                                      (*weight)(tap_of(k) % K, tap_of(k) / K, min(channel_of(k), channels - 1), row),
+                                      cast(dtype, 0));
+        Func padded_columns = BoundaryConditions::constant_exterior(
+            bank_columns, cast(dtype, 0), {{Expr(), Expr()}, {0, rows}});
+        Func bank_pairs("bank_pairs");
+        bank_pairs(pair, half) = padded_columns(half * 2 + pair % 2, pair / 2);
+        RDom r(0, padded_depth, "r");
+        Func dense("dense");
+        dense(n, w, h, b) = cast<float>(0);
+        dense(n, w, h, b) += cast<float>(strip(r.x, w, h, b)) * cast<float>(bank_pairs(n * 2 + r.x % 2, r.x / 2));
+        Func dense_rows("dense_rows");
+        dense_rows(n, w, h, b) = dense(n, w, h, b);
+        Expr response = dense_rows(expert_row(row_args), w, h, b);
+        Expr gate = cast<float>(1);
+        if (weighted) gate = widen((*values)(w, h, jf / F), Float(32));
+        (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
+
+        DenseTileStages stages{channels_last, strip,   bank_pairs, dense, dense_rows, expert_row, *y, w, h, jf, b,
+                               n,             k,       c,          pair,  r.x};
+        schedule_forward_dense_tiles(stages, get_target());
     }
 };
 

@@ -1,6 +1,8 @@
 #include "cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <sstream>
@@ -21,6 +23,41 @@ int shape_class_index(const char *name) {
 }
 
 namespace {
+
+// CPUID leaf 7's feature bits (subleaf 0: ebx, ecx, edx; subleaf 1: eax).
+struct Leaf7 {
+    unsigned ebx = 0, ecx = 0, edx = 0, eax1 = 0;
+};
+const Leaf7 &leaf7() {
+    static const Leaf7 bits = [] {
+        Leaf7 l;
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (__get_cpuid_count(7, 0, &eax, &l.ebx, &l.ecx, &l.edx) && eax >= 1) {
+            __get_cpuid_count(7, 1, &l.eax1, &ebx, &ecx, &edx);
+        }
+        return l;
+    }();
+    return bits;
+}
+
+// AMX tiles (AMX-TILE, AMX-BF16, AMX-INT8) whose state the OS saves (XCR0 bits 17 and 18), and
+// which Linux lets this process use: it hands out the tile data only on request (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XTILEDATA), which is made here, once.
+bool amx_usable() {
+    static const bool usable = [] {
+        const unsigned edx = leaf7().edx;
+        if (!((edx >> 22) & 1) || !((edx >> 24) & 1) || !((edx >> 25) & 1)) return false;
+        unsigned eax = 0, ebx = 0, ecx = 0, edx1 = 0;
+        if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx1) || !((ecx >> 27) & 1)) return false;  // OSXSAVE
+        unsigned xcr0_low = 0, xcr0_high = 0;
+        __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+        constexpr unsigned kTileState = 3u << 17;
+        if ((xcr0_low & kTileState) != kTileState) return false;
+        constexpr long kRequestPermission = 0x1023, kTileData = 18;
+        return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+    }();
+    return usable;
+}
 
 bool cpu_has(const std::string &feature) {
     __builtin_cpu_init();
@@ -49,6 +86,14 @@ bool cpu_has(const std::string &feature) {
                __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512vpopcntdq") &&
                __builtin_cpu_supports("gfni") && __builtin_cpu_supports("vaes") &&
                __builtin_cpu_supports("vpclmulqdq");
+    }
+    // Halide's avx512_sapphirerapids (LLVM's sapphirerapids) adds BF16, VNNI, FP16, AVX-VNNI and the
+    // AMX tiles to Cannon Lake's set; avxvnni is AVX-VNNI alone.
+    if (feature == "avxvnni") return (leaf7().eax1 >> 4) & 1;
+    if (feature == "avx512_sapphirerapids") {
+        return cpu_has("avx512_cannonlake") && __builtin_cpu_supports("avx512bf16") &&
+               __builtin_cpu_supports("avx512vnni") && ((leaf7().edx >> 23) & 1) && cpu_has("avxvnni") &&
+               amx_usable();
     }
     return false;
 }

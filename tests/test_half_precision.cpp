@@ -295,22 +295,33 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
     }
 }
 
-// The dot-product instruction reads denormal bfloat16 inputs as zero (and flushes denormal sums):
-// a layer whose inputs are all denormal gives zeros under pair_dots, where the regular kernels give
-// the tiny exact products' sums.
-TEST(BFloat16ForwardVariants, PairDotsReadDenormalsAsZero) {
-    if (!smoe::bf16_dot_products()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product kernels";
+// The bf16 dot-product instruction and the AMX tiles read denormal bfloat16 inputs as zero (and
+// flush denormal sums): a layer whose inputs are all denormal gives zeros under pair_dots and
+// amx_tiles, where the regular kernels give the tiny exact products' sums.
+TEST(BFloat16ForwardVariants, DotProductsReadDenormalsAsZero) {
+    std::vector<std::string> variants;
+    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+        const std::string name = v.name;
+        if (std::string(v.op) == "forward" && v.shared_routing && !v.weighted &&
+            (name == "pair_dots" || name == "amx_tiles")) {
+            variants.push_back(name);
+        }
+    }
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product or AMX kernels";
+    EXPECT_EQ(smoe::bf16_dot_products(), std::find(variants.begin(), variants.end(), "pair_dots") != variants.end());
     const at::Tensor x = at::full({1, 32, 2, 3}, 1e-39f).to(at::kBFloat16);
     const at::Tensor weight = at::full({2, 32, 1, 1}, 1.0f).to(at::kBFloat16);
     const at::Tensor indices = at::zeros({1, 2, 3}, at::kInt);
     ASSERT_GT(widened(x).abs().min().item<float>(), 0.f);
-    smoe::set_kernel_variant("pair_dots");
-    const at::Tensor pairs = widened(smoe::forward(x, weight, indices));
     smoe::set_kernel_variant("regular");
     const at::Tensor regular = widened(smoe::forward(x, weight, indices));
-    smoe::set_kernel_variant("auto");
-    EXPECT_TRUE(at::equal(pairs, at::zeros({1, 1, 2, 3})));
     EXPECT_GT(regular.min().item<float>(), 0.f);
+    for (const std::string &variant : variants) {
+        smoe::set_kernel_variant(variant);
+        const at::Tensor y = widened(smoe::forward(x, weight, indices));
+        EXPECT_TRUE(at::equal(y, at::zeros({1, 1, 2, 3}))) << variant << ": " << y;
+    }
+    smoe::set_kernel_variant("auto");
 }
 
 }  // namespace
