@@ -42,7 +42,7 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
         .vectorize(pi);
 
     Var zr("zr"), zp("zp"), tr("tr"), tp("tp");
-    RVar chunk("chunk"), pair("pair");
+    RVar chunk("chunk"), chunk_value("chunk_value");
     s.dense.compute_at(s.dense_rows, ro)
         .store_in(MemoryType::AMXTile)
         .tile(s.row, s.w, zr, zp, kTileRows, kPixels)
@@ -50,10 +50,10 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
         .vectorize(zp);
     s.dense.update()
         .tile(s.row, s.w, tr, tp, kTileRows, kPixels, TailStrategy::GuardWithIf)
-        .split(s.r, chunk, pair, kTileDepth)
-        .reorder({pair, tr, tp, chunk, s.row, s.w, s.h, s.b})
+        .split(s.r, chunk, chunk_value, kTileDepth)
+        .reorder({chunk_value, tr, tp, chunk, s.row, s.w, s.h, s.b})
         .atomic()
-        .vectorize(pair)
+        .vectorize(chunk_value)
         .vectorize(tr)
         .vectorize(tp);
 }
