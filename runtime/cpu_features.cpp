@@ -24,15 +24,16 @@ int shape_class_index(const char *name) {
 
 namespace {
 
-// CPUID leaf 7's feature bits (subleaf 0: ebx, ecx, edx; subleaf 1: eax).
+// The CPUID leaf 7 feature bits used below: subleaf 0's edx and subleaf 1's eax.
 struct Leaf7 {
-    unsigned ebx = 0, ecx = 0, edx = 0, eax1 = 0;
+    unsigned edx = 0, eax1 = 0;
 };
 const Leaf7 &leaf7() {
     static const Leaf7 bits = [] {
         Leaf7 l;
-        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-        if (__get_cpuid_count(7, 0, &eax, &l.ebx, &l.ecx, &l.edx) && eax >= 1) {
+        unsigned eax = 0, ebx = 0, ecx = 0;
+        if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &l.edx) && eax >= 1) {
+            unsigned edx = 0;
             __get_cpuid_count(7, 1, &l.eax1, &ebx, &ecx, &edx);
         }
         return l;

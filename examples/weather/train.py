@@ -231,8 +231,6 @@ def read_land_sea(args, root, data):
     """The archive's land-sea mask for the prior and the routing pictures; None when the archive has
     none and no prior asks for it."""
     wanted = args.prior and any(c is not None for c in args.configs)
-    if not wanted and not os.path.exists(os.path.join(root, weatherbench.CONSTANTS)):
-        return None
     try:
         land_sea = weatherbench.open_land_sea_mask(root)
     except (FileNotFoundError, KeyError) as e:
