@@ -181,7 +181,7 @@ endfunction()
 set(SMOE_FORMULATION_VARIANTS
     "forward|channel_dots|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_data|channel_axpys|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
-    "backward_weight|tap_tiles|knobs=formulation:1|shared|b4+_c8+"
+    "backward_weight|slot_sweeps|knobs=formulation:2|shared|b4+_c8+"
     "backward_weight|expert_groups|group_pixels=16|shared|b1-3_c8+")
 
 option(SMOE_CPU_FORMULATIONS "Build the formulation variants of the float32 CPU kernels" ON)
@@ -268,7 +268,7 @@ set(SMOE_BF16_VARIANTS
     "forward|channel_dots|best|knobs=formulation:1|shared"
     "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
     "backward_data|channel_axpys|best|knobs=formulation:1|shared"
-    "backward_weight|tap_tiles|best|knobs=formulation:1|shared")
+    "backward_weight|slot_sweeps|best|knobs=formulation:2|shared")
 
 # smoe_add_bf16_variants(<header>): their kernels, smoe_<op>_<routing>_<gating>_bf16_<name>, and
 # the header runtime/ dispatches with.

@@ -8,11 +8,13 @@
 // its pixels into a private copy of the gradient in a fixed order, then the bands are added in
 // band order. The result depends on band_rows, never on how many threads run the bands.
 //
-// Two orders of the band's sum (`group_pixels`): pixel-major (0), each pixel's contribution added
-// to the rows of its selected experts; or, with shared routing, expert-major over groups of
-// `group_pixels` neighbouring pixels of a row: per group and expert, the group's pixels that
-// select the expert (an inverse of the routing, computed here) are summed first, then added to
-// the expert's row once.
+// Three orders of the band's sum: pixel-major, each pixel's contribution (summed over the batch)
+// added to the rows of its selected experts; with shared routing and the slot-sweeps formulation
+// (knob formulation=2), pixel-major in blocks of samples (the batch zero-padded to whole blocks),
+// each block's contribution added to the row; or, with shared routing and `group_pixels` > 0,
+// expert-major over groups of `group_pixels` neighbouring pixels of a row: per group and expert,
+// the group's pixels that select the expert (an inverse of the routing, computed here) are summed
+// first, then added to the expert's row once.
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
@@ -91,6 +93,11 @@ public:
             sum_by_expert_groups(input, gated, bands, value_type);
             return;
         }
+        const Knobs choices("backward_weight", knobs, knobs_target, get_target());
+        if (shared_routing && !get_target().has_gpu_feature() && choices["formulation"] == kSlotSweeps) {
+            sum_by_slot_sweeps(gated, expert_row, bands, value_type, choices);
+            return;
+        }
 
         // What one (pixel, output channel) adds to its expert's row: with shared routing the whole
         // batch goes to the same row, so it is summed first.
@@ -128,7 +135,7 @@ public:
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
         BackwardWeightStages stages{input, gated, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
-                                    w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent(), K};
+                                    w, h, jf, b, rb, p, t, shared_routing, x->dim(2).extent(), K, batch, width};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_backward_weight(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
@@ -136,6 +143,54 @@ public:
     }
 
 private:
+    // The slot sweeps (shared routing): what one (pixel, slot, block of samples) adds to the slot's
+    // expert row, per band, pixels in order and within a pixel the blocks in order. The batch is
+    // padded with zero samples to whole blocks, so that every block has the same, fixed size.
+    void sum_by_slot_sweeps(Func gated, Func expert_row, Expr bands, const Type &value_type, const Knobs &choices) {
+        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), jf("jf"), b("b"), block("block");
+        const int samples = slot_sweep_samples(choices, get_target());
+        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        Expr batch = x->dim(3).extent();
+        Expr slots = grad_y->dim(2).extent();
+        Expr K = grad_weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr blocks = (batch + samples - 1) / samples;
+
+        Func input = BoundaryConditions::constant_exterior(widened(*x, value_type, "x_values"), cast(value_type, 0),
+                                                           {{0, width}, {0, height}, {Expr(), Expr()}, {0, batch}});
+        Func padded_gated = BoundaryConditions::constant_exterior(
+            gated, cast(value_type, 0), {{Expr(), Expr()}, {Expr(), Expr()}, {Expr(), Expr()}, {0, batch}});
+
+        RDom rs(0, samples, "rs");
+        Expr sample = block * samples + rs;
+        Func contribution("contribution");
+        contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
+        contribution(kw, kh, c, w, h, jf, block) +=
+            padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
+
+        // Per band, its pixels scattered into the experts' rows. Rows past the grid (the last
+        // band may be partial) add zero to the edge row.
+        RDom p(0, slots, 0, width, 0, band_rows, 0, blocks, "p");
+        Expr grid_row = band * band_rows + p.z;
+        Expr clamped_row = min(grid_row, height - 1);
+        Func partial("partial");
+        partial(kw, kh, c, row, band) = cast(value_type, 0);
+        partial(kw, kh, c, expert_row(p.y, clamped_row, p.x), band) +=
+            select(grid_row < height, contribution(kw, kh, c, p.y, clamped_row, p.x, p.w), cast(value_type, 0));
+
+        RDom t(0, bands, "t");
+        Func total("total");
+        total(kw, kh, c, row) = cast(value_type, 0);
+        total(kw, kh, c, row) += partial(kw, kh, c, row, t);
+        (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
+
+        SlotSweepStages stages{input, padded_gated, contribution, partial, total, *grad_weight,
+                               kw,    kh,           c,            row,     band,  w,
+                               h,     jf,           b,            block,   rs,    p,
+                               t,     x->dim(2).extent(), *out_per_expert, width, samples};
+        if (!using_autoscheduler()) schedule_slot_sweeps(stages, choices, get_target());
+    }
+
     // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,
     // each expert sums the group's pixels that select it, in order, then adds that to its row.
     void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
@@ -203,7 +258,7 @@ private:
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
         ExpertGroupStages stages{input, gated, slot_of, pixel_mask, group_pixel, contribution, partial, total,
-                                 *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K};
+                                 *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K, batch, width};
         if (!using_autoscheduler()) {
             schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }

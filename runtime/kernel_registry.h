@@ -103,7 +103,7 @@ void set_tuned_kernels_enabled(bool enabled);
 struct FormulationVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
-    const char *name;     // channel_dots, channel_axpys, tap_tiles, expert_groups
+    const char *name;     // channel_dots, channel_axpys, slot_sweeps, expert_groups
     const char *params;   // the generator parameters it was compiled with
     const char *classes;  // the shape classes it serves when measurement is off, comma-separated
     const void *kernel;
@@ -111,7 +111,7 @@ struct FormulationVariantInfo {
 const std::vector<FormulationVariantInfo> &formulation_variants();
 
 // A bfloat16 CPU kernel besides the regular ones (cmake/SmoeKernels.cmake), listed only where this
-// CPU runs its target: the float32 formulations channel_dots, channel_axpys and tap_tiles on
+// CPU runs its target: the float32 formulations channel_dots, channel_axpys and slot_sweeps on
 // bfloat16 storage (float32 FMAs on widened operands), and the forward's pair_dots (bf16
 // dot-product instructions, AVX512_BF16), which sums in another order and reads denormal bfloat16
 // inputs as zero (README "Half precision"). The kernel choice picks among them as for float32.

@@ -82,7 +82,9 @@ int choose_by_measurement(const std::string &key, const std::vector<std::string>
                           const std::function<int(int)> &run) {
     static std::mutex mutex;
     static std::map<std::string, std::string> choices = read_cache(*kernel_cache_path());
-    const std::string filed_key = host_cpu_fingerprint() + " " + kernel_cpu_target() + " " + key;
+    // The candidates are part of the key: a build with other variants measures again.
+    std::string filed_key = host_cpu_fingerprint() + " " + kernel_cpu_target() + " " + key + " among ";
+    for (size_t i = 0; i < names.size(); ++i) filed_key += (i ? "," : "") + names[i];
     std::lock_guard<std::mutex> lock(mutex);
     auto found = choices.find(filed_key);
     if (found != choices.end()) {

@@ -6,8 +6,9 @@
 // SMOE_KERNEL_CACHE names the file; unset, it is $XDG_CACHE_HOME/smoe/kernel-choices.tsv (or
 // ~/.cache/smoe/kernel-choices.tsv); "off" (or 0, none, empty) turns measurement off, and the
 // kernels are then chosen by shape class (runtime/kernel_registry.cpp). Choices are filed under
-// the CPU's vendor, family and model and the build's kernel target, so one home directory can
-// serve several machines, and a build for other targets measures again.
+// the CPU's vendor, family and model, the build's kernel target and the candidates' names, so one
+// home directory can serve several machines, and a build for other targets or with other
+// variants measures again.
 #pragma once
 
 #include <functional>
@@ -26,7 +27,7 @@ const std::optional<std::string> &kernel_cache_path();
 
 // The recorded choice for `key` (an index into the candidates named when it was chosen), else the
 // fastest of `candidates` measured now with `run` (which runs candidate i once), recorded under
-// `key`. `names` identify the candidates in the file, so a rebuild with other variants re-measures.
+// `key` and the candidates' `names`, so a rebuild with other variants re-measures.
 // A file that cannot be written keeps the choices of this process only (with one warning).
 int choose_by_measurement(const std::string &key, const std::vector<std::string> &names,
                           const std::function<int(int)> &run);

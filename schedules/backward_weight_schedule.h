@@ -17,8 +17,8 @@ struct BackwardWeightStages {
     Halide::Var kw, kh, c, row, band, w, h, jf, b;
     Halide::RDom rb, p, t;
     bool shared_routing;
-    Halide::Expr channels;     // C, for specialisations
-    Halide::Expr kernel_size;  // K
+    // Run-time extents, for specialisations: C, K, B, W.
+    Halide::Expr channels, kernel_size, batch, width;
 };
 
 // The expert-major order over groups of pixels (generators/backward_weight_generator.cpp,
@@ -36,8 +36,29 @@ struct ExpertGroupStages {
     Halide::Var kw, kh, c, row, band, e, g, k, w, h;
     Halide::RDom r, rg, t;
     Halide::RDom mask_pixels;  // the pixel mask's update, over the group's pixels
-    Halide::Expr kernel_size;  // K
+    // Run-time extents, for specialisations: K, B, W.
+    Halide::Expr kernel_size, batch, width;
 };
+
+// The slot sweeps (generators/backward_weight_generator.cpp, shared routing, knob formulation=2):
+// pixel-major in blocks of samples.
+constexpr int kSlotSweeps = 2;
+struct SlotSweepStages {
+    Halide::Func input;         // x with zero padding, also past the batch, (w, h, c, b)
+    Halide::Func gated;         // dŷ, zero past the batch, (w, h, jf, b)
+    Halide::Func contribution;  // (kw, kh, c, w, h, jf, block): a reduction over the block's samples
+    Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p = (slot, w, row in band, block)
+    Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
+    Halide::Func output;        // grad_weight, (kw, kh, c, row)
+    Halide::Var kw, kh, c, row, band, w, h, jf, b, block;
+    Halide::RDom samples, p, t;
+    // Run-time extents, for specialisations: C, F, W.
+    Halide::Expr channels, out_per_expert, width;
+    int block_samples;          // samples per block
+};
+// Samples per block of the slot sweeps: the knob sample_block, else the target's default.
+int slot_sweep_samples(const Knobs &knobs, const Halide::Target &target);
+void schedule_slot_sweeps(SlotSweepStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,
                               const Halide::Target &target);

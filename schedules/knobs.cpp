@@ -60,6 +60,7 @@ const std::vector<KnobSpec> &forward_knobs_cpu() {
              "channel dots: samples of the widest register tile (0: registers / 4, 8 on AVX-512)", {1}},
             {"dot_slots", {1, 2, 3, 4, 6}, 0,
              "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch)", {1}},
+
         };
         for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
         all.push_back({"dot_partials", {0, 1}, 0,
@@ -141,12 +142,18 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
     if (op == "backward_data") return gpu ? pixel_tile_knobs_gpu() : backward_data_knobs_cpu();
     if (op == "backward_weight") {
         static const std::vector<KnobSpec> cpu = {
-            {"formulation", {0, 1}, 0,
+            {"formulation", {0, 1, 2}, 0,
              "shared routing: 0: channel chunks per tap; 1: tap tiles, a row of taps of a block of "
-             "channel_vectors channel vectors in registers, blocks outermost in a band"},
+             "channel_vectors channel vectors in registers, blocks outermost in a band; 2: slot sweeps, "
+             "pixel-major in blocks of sample_block samples, per pixel, tap and block the receptive field's "
+             "channel_vectors channel vectors held while the pixel's slots add to their rows"},
             {"channel_vectors", {1, 2, 4, 8, 16}, 0,
-             "channel vectors summed over the batch in registers (0: half the vector registers; tap tiles "
-             "and expert groups: registers / 8)"},
+             "channel vectors summed over the batch in registers (0: half the vector registers; tap tiles, "
+             "slot sweeps and expert groups: registers / 8)"},
+            {"sample_block", {4, 8, 16}, 0,
+             "slot sweeps: samples per block, the batch padded with zeros to whole blocks (0: a vector "
+             "register's worth of broadcasts, 8 on AVX-512, 4 on AVX2)",
+             {2}},
             {"band_lanes", {0, 1}, 0,
              "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
              "(0: channel vectors, one task per band)",

@@ -36,7 +36,8 @@ std::vector<std::string> choices() {
 }
 
 // The suite's float32 shapes plus wide layers where the formulations' full tiles and pixel
-// vectors run (with tails in every dimension).
+// vectors run (with tails in every dimension), and whole blocks of 64 channels (the slot sweeps'
+// own code, with a batch that is not a whole number of sample blocks, and F = 2).
 std::vector<LayerConfig> float_configs() {
     std::vector<LayerConfig> configs;
     for (const LayerConfig &c : testing::layer_configs(12)) {
@@ -46,7 +47,9 @@ std::vector<LayerConfig> float_configs() {
                                  LayerConfig{5, 24, 5, 19, 9, 5, 3, 1, true, true},
                                  LayerConfig{3, 40, 4, 17, 8, 4, 5, 1, false, false},
                                  LayerConfig{1, 17, 7, 16, 6, 3, 3, 2, true, false},
-                                 LayerConfig{9, 16, 3, 33, 4, 2, 1, 1, false, true}}) {
+                                 LayerConfig{9, 16, 3, 33, 4, 2, 1, 1, false, true},
+                                 LayerConfig{12, 64, 4, 19, 10, 5, 3, 1, true, false},
+                                 LayerConfig{3, 128, 3, 18, 6, 3, 3, 2, true, true}}) {
         configs.push_back(c);
     }
     return configs;
@@ -122,8 +125,9 @@ TEST(KernelChoiceApi, UnknownNamesAreRefused) {
 }
 
 // With measurement on (the suite points SMOE_KERNEL_CACHE at a file of its own), a new shape is
-// measured once and filed under this CPU and the kernels' target: the file gains one line for it (none when an earlier run
-// of the suite filed it already), and every later call reuses the choice.
+// measured once and filed under this CPU, the kernels' target and the candidates: the file gains
+// one line for it (none when an earlier run of the suite filed it already), and every later call
+// reuses the choice.
 int lines_with(const std::string &path, const std::string &text) {
     std::ifstream in(path);
     std::string line;
@@ -139,7 +143,7 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     const testing::LayerTensors t = testing::random_layer(c, 35);
     auto [indices, values] = reference::route_topk(t.routing, c.E);
     const std::string filed = runtime::host_cpu_fingerprint() + " " + runtime::kernel_cpu_target() +
-                              " forward shared unweighted 23x3x19x2 3x3x19x7\t";
+                              " forward shared unweighted 23x3x19x2 3x3x19x7 among regular,";
     const int before = lines_with(path, filed);
     for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
     EXPECT_EQ(lines_with(path, filed), before == 0 ? 1 : before) << path;

@@ -39,8 +39,8 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
     s.pixel_mask.update().reorder(s.e, s.mask_pixels.x, s.g, s.h).vectorize(s.e, tile.lanes, tail);
     s.group_pixel.compute_at(s.partial, s.band).reorder_storage(s.k, s.e, s.g, s.h);
 
-    schedule_samples_innermost(s.gated, tile.lanes);
-    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes);
+    schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
+    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
     schedule_band_sum(s.total, s.output, s.c, s.kw, s.kh, s.row, s.t, tile.lanes);
 }
 

@@ -52,15 +52,32 @@ void schedule_register_tile(Func tile, const WeightTile &layout, Var c, Var kw, 
     registers(tile.update());
 }
 
-void schedule_samples_innermost(Func gated, int lanes) {
+void schedule_samples_innermost(Func gated, int lanes, int samples, const Expr &whole_tiles, const Expr &width) {
     const std::vector<Var> g = gated.args();  // (w, h, jf, b)
     gated.compute_root().reorder_storage(g[3], g[2], g[0], g[1]);
+    // A transpose: tiles of samples x pixels read as dense rows of dŷ, written as dense runs of
+    // samples (one vector per pixel), where the batch is a whole number of tiles.
+    Var wo("wo"), wi("wi"), bo("bo"), bi("bi");
+    gated.specialize(whole_tiles && width >= lanes)
+        .split(g[0], wo, wi, lanes, TailStrategy::ShiftInwards)
+        .split(g[3], bo, bi, samples)
+        .reorder(bi, wi, bo, g[2], wo, g[1])
+        .parallel(g[1])
+        .vectorize(bi)
+        .vectorize(wi);
     gated.reorder(g[0], g[3], g[2], g[1]).parallel(g[1]).vectorize(g[0], lanes, TailStrategy::GuardWithIf);
 }
 
-void schedule_block_input(Func input, const LoopLevel &at, int lanes) {
+void schedule_block_input(Func input, const LoopLevel &at, int lanes, const Expr &width) {
     const std::vector<Var> in = input.args();  // (w, h, c, b)
     input.compute_at(at).reorder_storage(in[2], in[3], in[0], in[1]);
+    // A transpose: tiles of channels x pixels read as dense rows of x (NCHW), written channel-innermost.
+    Var wo("wo"), wi("wi");
+    input.specialize(width >= lanes)
+        .split(in[0], wo, wi, lanes, TailStrategy::ShiftInwards)
+        .reorder(in[2], wi, in[3], wo, in[1])
+        .vectorize(in[2], lanes, TailStrategy::GuardWithIf)
+        .vectorize(wi);
     input.reorder(in[2], in[3], in[0], in[1]).vectorize(in[2], lanes, TailStrategy::GuardWithIf);
 }
 

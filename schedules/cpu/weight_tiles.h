@@ -34,10 +34,13 @@ void schedule_register_tile(Halide::Func tile, const WeightTile &layout, Halide:
                             const Halide::LoopLevel &at, const std::vector<Halide::VarOrRVar> &order);
 
 // dŷ (w, h, jf, b) once per call, samples innermost: a (pixel, slot)'s batch is one contiguous run.
-void schedule_samples_innermost(Halide::Func gated, int lanes);
+// Transposed in tiles of `samples` samples x a vector of pixels where `whole_tiles` holds (the
+// computed samples are a whole number of tiles) and the grid width `width` fills a vector.
+void schedule_samples_innermost(Halide::Func gated, int lanes, int samples, const Halide::Expr &whole_tiles,
+                                const Halide::Expr &width);
 
 // The input (w, h, c, b) of a channel block, channel-innermost with the samples next, at `at`.
-void schedule_block_input(Halide::Func input, const Halide::LoopLevel &at, int lanes);
+void schedule_block_input(Halide::Func input, const Halide::LoopLevel &at, int lanes, const Halide::Expr &width);
 
 // The bands summed in order (total) and the output, vectorised over channels, parallel over rows.
 void schedule_band_sum(Halide::Func total, Halide::Func output, Halide::Var c, Halide::Var kw, Halide::Var kh,
