@@ -128,8 +128,15 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
     // The input channel-innermost for the rows a task needs, slid down its rows: a tap's channels
     // and its neighbours along kw are one contiguous run per sample.
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
-    s.input.store_at(out, ho).compute_at(out, hi).reorder_storage(in[2], in[0], in[3], in[1]);
-    s.input.reorder(in[2], in[0], in[3], in[1]).vectorize(in[2], operand_lanes, TailStrategy::GuardWithIf);
+    s.input.compute_root().reorder_storage(in[2], in[0], in[3], in[1]);
+    Var pixel_tile("pixel_tile"), pixel("pixel");
+    s.input.specialize(s.width >= lanes)
+        .split(in[0], pixel_tile, pixel, lanes, TailStrategy::ShiftInwards)
+        .reorder(in[2], pixel, pixel_tile, in[3], in[1])
+        .parallel(in[1])
+        .vectorize(in[2], operand_lanes, TailStrategy::GuardWithIf)
+        .vectorize(pixel);
+    s.input.reorder(in[2], in[0], in[3], in[1]).parallel(in[1]).vectorize(in[2], operand_lanes, TailStrategy::GuardWithIf);
 
     // Shared routing: the rows of a pixel vector's slots once; per sample they differ per tile.
     s.expert_row.compute_at(out, s.shared_routing ? wo : co);
