@@ -1,4 +1,4 @@
-# smoe_add_kernel(<name> GENERATOR <generator> [PARAMS ...])
+# smoe_add_kernel(<name> GENERATOR <generator> [PARAMS ...] [CPU_ONLY])
 #
 # Compiles one generator variant into the kernel libraries the operator library links:
 #   <name>_f32       CPU, one multi-target library: AVX-512 (Skylake), AVX2+FMA, baseline x86-64;
@@ -8,7 +8,8 @@
 #                    CPU, float16 / bfloat16 storage with float32 arithmetic (generators/precision.h).
 #                    The float64, float16 and bfloat16 kernels are built when SMOE_CPU_DTYPES has them.
 #   <name>_f32_cuda, <name>_f16_cuda, <name>_bf16_cuda
-#                    CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on.
+#                    CUDA (cross-compiled PTX, JIT-compiled by the driver), when SMOE_CUDA is on
+#                    and the kernel is not CPU_ONLY.
 # Every target has user_context: the runtime passes a per-call context for errors and CUDA state.
 # The CPU targets are cache variables: -DSMOE_CPU_TARGETS="x86-64-linux-avx2-fma-f16c-sse41-avx;x86-64-linux"
 # builds for those ISAs only (best first; the last should be a baseline the oldest machine runs).
@@ -63,7 +64,7 @@ set(SMOE_CUDA_TARGET x86-64-linux-cuda-${SMOE_CUDA_CAPABILITY}-user_context)
 set(SMOE_KERNEL_LIBRARIES "")
 
 function(smoe_add_kernel name)
-  cmake_parse_arguments(ARG "" "GENERATOR" "PARAMS" ${ARGN})
+  cmake_parse_arguments(ARG "CPU_ONLY" "GENERATOR" "PARAMS" ${ARGN})
   set(f32_targets ${_smoe_f32_targets})
   set(f64_targets ${_smoe_f64_targets})
   set(f16_targets ${_smoe_half_targets})
@@ -78,7 +79,7 @@ function(smoe_add_kernel name)
       list(APPEND variants ${type})
     endif ()
   endforeach ()
-  if (SMOE_CUDA)
+  if (SMOE_CUDA AND NOT ARG_CPU_ONLY)
     foreach (type IN ITEMS f32 f16 bf16)
       list(APPEND variants ${type}_cuda)
       set(${type}_cuda_targets ${SMOE_CUDA_TARGET})

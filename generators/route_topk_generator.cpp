@@ -5,6 +5,11 @@
 // (score, index), so the ranks of a pixel are always a permutation of 0..NE-1 and the experts with
 // rank < E are scattered to their slots. Scores compare through an order-preserving integer key
 // of their bits, so NaN ranks above everything (as torch.topk does) and -0 equals +0.
+//
+// With `select_first` (CPU, for many experts) the ranks are counted among the selected experts
+// only: first each pixel's E-th best key, found bit by bit from the top (a count of the keys at
+// or above each candidate), then the experts above it and, of those equal to it, the lowest
+// indices, gathered in index order; E·E comparisons instead of NE·NE, plus NE per key bit.
 #include "Halide.h"
 
 #include "precision.h"
@@ -21,6 +26,7 @@ public:
     // Schedule knobs, "name:value,..." (schedules/knobs.h), applied to `knobs_target` only when set.
     GeneratorParam<std::string> knobs{"knobs", ""};
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
+    GeneratorParam<bool> select_first{"select_first", false};
 
     // Shared routing [NE,H,W] is passed as a batch of one.
     GeneratorInput<Buffer<>> *routing = nullptr;          // (w, h, e, b)
@@ -49,6 +55,10 @@ public:
         Expr raw = reinterpret(key_type, canonical);
         Expr magnitude_mask = key_type.max();  // all bits but the sign
         key(w, h, e, b) = raw ^ ((raw >> (bits - 1)) & magnitude_mask);
+        if (select_first) {
+            generate_selection(key, bits);
+            return;
+        }
 
         // rank(e) = #{o : key(o) > key(e), or key(o) == key(e) and o < e}: on equal keys the
         // experts below e beat it and those above do not. Two passes, one per side of e, so that
@@ -77,6 +87,101 @@ public:
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {
             schedule_route_topk(stages, Knobs("route_topk", knobs, knobs_target, get_target()), get_target());
+        }
+    }
+
+private:
+    // select_first: the E best experts of each pixel, then their ranks among themselves.
+    void generate_selection(Func signed_key, int bits) {
+        if (get_target().has_gpu_feature()) {
+            throw CompileError("smoe_route_topk: select_first=true is scheduled for CPUs only");
+        }
+        Var w("w"), h("h"), e("e"), i("i"), j("j"), b("b");
+        Expr experts = routing->dim(2).extent();
+        Expr selected = indices->dim(2).extent();
+        const Type key_type = UInt(bits);
+        // The keys as unsigned integers in the same order.
+        Func key("ukey");
+        key(w, h, e, b) = reinterpret(key_type, signed_key(w, h, e, b)) ^ (cast(key_type, 1) << (bits - 1));
+
+        // The E-th best key: the largest T with at least E keys >= T, one bit at a time from the top.
+        RouteSelectStages stages;
+        Func threshold("threshold_0");
+        threshold(w, h, b) = cast(key_type, 0);
+        for (int bit = bits - 1; bit >= 0; --bit) {
+            const std::string step = std::to_string(bits - bit);
+            Expr candidate = threshold(w, h, b) | (cast(key_type, 1) << bit);
+            RDom over(0, experts, "over_" + step);
+            Func at_least("at_least_" + step);
+            at_least(w, h, b) = 0;
+            at_least(w, h, b) += select(key(w, h, over, b) >= candidate, 1, 0);
+            Func next("threshold_" + step);
+            next(w, h, b) = select(at_least(w, h, b) >= selected, candidate, threshold(w, h, b));
+            stages.counts.push_back(at_least);
+            stages.thresholds.push_back(next);
+            stages.count_domains.push_back(over);
+            threshold = next;
+        }
+        RDom over(0, experts, "over_greater");
+        Func greater("greater");
+        greater(w, h, b) = 0;
+        greater(w, h, b) += select(key(w, h, over, b) > threshold(w, h, b), 1, 0);
+        // An expert is selected when above the threshold, or equal to it and among the first
+        // (E - greater) such experts by index.
+        auto is_selected = [&](const Expr &k, const Expr &equal_before) {
+            return k > threshold(w, h, b) || (k == threshold(w, h, b) && equal_before < selected - greater(w, h, b));
+        };
+        // Before each expert: how many equal to the threshold, how many selected (a running count).
+        RDom later(1, max(experts - 1, 0), "later");
+        Func before("before");
+        before(w, h, e, b) = Tuple(0, 0);
+        Expr previous = key(w, h, later - 1, b);
+        Expr equal_before = before(w, h, later - 1, b)[0], selected_before = before(w, h, later - 1, b)[1];
+        before(w, h, later, b) = Tuple(equal_before + select(previous == threshold(w, h, b), 1, 0),
+                                       selected_before + select(is_selected(previous, equal_before), 1, 0));
+        // The selected experts' keys and indices in index order; the others land in a spare entry E.
+        RDom gather(0, experts, "gather");
+        Expr gathered_key = key(w, h, gather, b);
+        Expr chosen = is_selected(gathered_key, before(w, h, gather, b)[0]);
+        Func chosen_list("chosen_list");
+        chosen_list(w, h, i, b) = Tuple(cast(key_type, 0), 0);
+        chosen_list(w, h, select(chosen, clamp(before(w, h, gather, b)[1], 0, selected - 1), selected), b) =
+            Tuple(gathered_key, gather);
+        // Ranks among them (index order = list order, so the tie-break is the list position), as
+        // route_topk's two counting passes.
+        RDom below(0, selected, "below");
+        below.where(below < i);
+        RDom above(0, selected, "above");
+        above.where(above > i);
+        Func rank("rank");
+        rank(w, h, i, b) = 0;
+        rank(w, h, i, b) += select(chosen_list(w, h, below, b)[0] >= chosen_list(w, h, i, b)[0], 1, 0);
+        rank(w, h, i, b) += select(chosen_list(w, h, above, b)[0] > chosen_list(w, h, i, b)[0], 1, 0);
+        RDom scatter(0, selected, "scatter");
+        Func slot_expert("slot_expert");
+        slot_expert(w, h, j, b) = undef<int32_t>();
+        slot_expert(w, h, clamp(rank(w, h, scatter, b), 0, selected - 1), b) = chosen_list(w, h, scatter, b)[1];
+
+        (*indices)(w, h, j, b) = slot_expert(w, h, j, b);
+        (*values)(w, h, j, b) = (*routing)(w, h, clamp((*indices)(w, h, j, b), 0, experts - 1), b);
+
+        stages.key = key;
+        stages.greater = greater;
+        stages.before = before;
+        stages.chosen = chosen_list;
+        stages.rank = rank;
+        stages.slot_expert = slot_expert;
+        stages.indices = *indices;
+        stages.values = *values;
+        stages.w = w, stages.h = h, stages.e = e, stages.i = i, stages.j = j, stages.b = b;
+        stages.over_greater = over;
+        stages.later = later;
+        stages.gather = gather;
+        stages.below = below;
+        stages.above = above;
+        stages.scatter = scatter;
+        if (!using_autoscheduler()) {
+            schedule_route_selection(stages, Knobs("route_topk", knobs, knobs_target, get_target()), get_target());
         }
     }
 };

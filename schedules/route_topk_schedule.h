@@ -1,6 +1,8 @@
 // How the routing generator runs: its stages, knobs and schedule entry points.
 #pragma once
 
+#include <vector>
+
 #include "Halide.h"
 #include "knobs.h"
 
@@ -18,8 +20,25 @@ struct RouteTopKStages {
     Halide::RDom below, above, scatter;
 };
 
+// The Funcs of the routing generator's selection first (select_first=true, CPU).
+struct RouteSelectStages {
+    Halide::Func key;                       // unsigned order-preserving key, (w, h, e, b)
+    std::vector<Halide::Func> counts;       // per key bit from the top: keys at or above the candidate, (w, h, b)
+    std::vector<Halide::Func> thresholds;   // the threshold after each bit, (w, h, b)
+    std::vector<Halide::RDom> count_domains;
+    Halide::Func greater;      // keys above the threshold, (w, h, b)
+    Halide::Func before;       // (w, h, e, b): keys equal to the threshold and experts selected before e
+    Halide::Func chosen;       // (w, h, i, b): the i-th selected expert's key and index; entry E is spare
+    Halide::Func rank;         // (w, h, i, b): its rank among them; updates count below and above i
+    Halide::Func slot_expert;  // (w, h, j, b): a scatter of the chosen by rank, no pure values
+    Halide::Func indices, values;
+    Halide::Var w, h, e, i, j, b;
+    Halide::RDom over_greater, later, gather, below, above, scatter;
+};
+
 void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_route_topk_cpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_route_topk_gpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_route_selection(RouteSelectStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 }  // namespace smoe

@@ -1,6 +1,8 @@
 // smoe::route_topk returns the top-E experts per pixel, best first, ties to the lower index.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "layer_config.h"
 #include "reference.h"
 #include "smoe_ops.h"
@@ -74,6 +76,40 @@ TEST(RouteTopKLayouts, SharedAndPerSampleAgree) {
         EXPECT_TRUE(at::equal(batch_indices[b], shared_indices));
         EXPECT_TRUE(at::equal(batch_values[b], shared_values));
     }
+}
+
+// Many experts against few selected: the CPU selects the E best first (runtime/kernel_registry.cpp),
+// then ranks them. Ties across the threshold, special values, both routings and every CPU dtype.
+TEST(RouteTopKSelection, TiesAtTheThresholdKeepTheLowerExperts) {
+    at::manual_seed(11);
+    const at::Tensor routing = at::randint(0, 4, {256, 3, 21}).to(at::kFloat);  // 64 of each score
+    for (int64_t E : {1, 8, 63, 64, 65, 100, 200, 256}) expect_routing_matches(routing, E, "E=" + std::to_string(E));
+    expect_routing_matches(at::zeros({300, 2, 5}), 17, "all equal");
+}
+
+TEST(RouteTopKSelection, SpecialValuesAndDtypes) {
+    at::manual_seed(12);
+    for (const at::ScalarType dtype : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
+        at::Tensor routing = at::randn({160, 4, 9}).to(dtype);
+        routing.select(0, 3).fill_(std::numeric_limits<double>::infinity());
+        routing.select(0, 7).fill_(-std::numeric_limits<double>::infinity());
+        routing.select(0, 90).select(0, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+        routing.select(0, 11).fill_(0.0);
+        routing.select(0, 12).fill_(-0.0);
+        for (int64_t E : {1, 5, 20}) {
+            try {
+                expect_routing_matches(routing, E, std::string(c10::toString(dtype)) + " E=" + std::to_string(E));
+            } catch (const c10::Error &e) {
+                // A build without this dtype's kernels (SMOE_CPU_DTYPES) refuses it by name.
+                EXPECT_NE(std::string(e.what()).find("SMOE_CPU_DTYPES"), std::string::npos) << e.what();
+            }
+        }
+    }
+}
+
+TEST(RouteTopKSelection, PerSampleRouting) {
+    at::manual_seed(13);
+    expect_routing_matches(at::randn({3, 512, 5, 17}), 64, "per-sample NE=512");
 }
 
 TEST(RouteTopKPaperLayers, WeatherbenchSized) {

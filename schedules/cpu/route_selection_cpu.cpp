@@ -1,0 +1,47 @@
+// CPU schedule of top-E routing's selection first (generator select_first=true): one task per
+// grid row, its slots scattered per vector of pixels. Every stage of a vector of
+// pixels runs with the pixels in the lanes, so that all its loops over experts, key bits and
+// selected experts are vector steps, and the vector's keys, running counts and chosen list stay
+// in L1.
+#include "route_topk_schedule.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_route_selection(RouteSelectStages &s, const Knobs &knobs, const Target &target) {
+    // One vector register of pixels (the rank-all schedule's pixel_vector is tuned for its own loops;
+    // wider vectors here measured slower: their keys and lists outgrow L1).
+    const int lanes = target.natural_vector_size(Int(32));
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    Var row("row"), wo("wo"), wi("wi");
+    Func indices = s.indices, values = s.values;
+    indices.fuse(s.h, s.b, row).reorder(s.w, s.j, row).parallel(row).vectorize(s.w, lanes, tail);
+    values.fuse(s.h, s.b, row)
+        .reorder(s.w, s.j, row)
+        .parallel(row, knobs["rows_per_task"], tail)
+        .vectorize(s.w, lanes, tail);
+
+    s.slot_expert.compute_at(indices, row);
+    s.slot_expert.update().split(s.w, wo, wi, lanes, tail).reorder(wi, s.scatter, wo).vectorize(wi);
+    const LoopLevel vector_of_pixels(s.slot_expert, wo);
+    auto per_vector = [&](Func f) { f.compute_at(vector_of_pixels).vectorize(s.w, lanes, tail); };
+    per_vector(s.key);
+    s.key.store_in(MemoryType::Stack);
+    for (size_t step = 0; step < s.counts.size(); ++step) {
+        per_vector(s.counts[step]);
+        s.counts[step].update().reorder(s.w, s.count_domains[step]).vectorize(s.w, lanes, tail);
+        per_vector(s.thresholds[step]);
+    }
+    per_vector(s.greater);
+    s.greater.update().reorder(s.w, s.over_greater).vectorize(s.w, lanes, tail);
+    per_vector(s.before);
+    s.before.update().reorder(s.w, s.later).vectorize(s.w, lanes, tail);
+    per_vector(s.chosen);
+    s.chosen.update().reorder(s.w, s.gather).vectorize(s.w, lanes, tail);
+    per_vector(s.rank);
+    s.rank.update(0).reorder(s.w, s.below, s.i).vectorize(s.w, lanes, tail);
+    s.rank.update(1).reorder(s.w, s.above, s.i).vectorize(s.w, lanes, tail);
+}
+
+}  // namespace smoe
