@@ -48,6 +48,11 @@ target_link_libraries(smoe_torch INTERFACE "${_lib_torch}" "${_lib_torch_cpu}" "
 target_link_options(smoe_torch INTERFACE "LINKER:--no-as-needed")
 set_property(TARGET smoe_torch PROPERTY INTERFACE_LINK_DIRECTORIES "${SMOE_TORCH_LIBDIR}")
 
+# ATen's parallel_for is a header template: with LibTorch's OpenMP it is an OpenMP region compiled
+# into the caller. runtime/halide_call.cpp runs Halide's parallel loops that way, so it compiles with
+# -fopenmp and links the libgomp LibTorch ships: one OpenMP runtime, one thread team in the process.
+find_library(SMOE_TORCH_GOMP NAMES libgomp.so.1 PATHS "${SMOE_TORCH_LIBDIR}" NO_DEFAULT_PATH)
+
 set(SMOE_TORCH_HAS_CUDA OFF)
 if (SMOE_TORCH_CUDA_VERSION)
   find_path(SMOE_CUDA_RUNTIME_INCLUDE cuda_runtime_api.h

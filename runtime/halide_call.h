@@ -27,9 +27,6 @@ private:
 // Throws c10::Error naming the operator and carrying Halide's message when result != 0.
 void check_halide_result(int result, const CallContext &context);
 
-// Runs Halide's CPU thread pool with as many threads as ATen uses, so kernels and baselines are
-// compared on equal footing and respect torch.set_num_threads().
-void sync_thread_count();
 
 }  // namespace smoe::runtime
 
@@ -44,11 +41,7 @@ namespace smoe::runtime {
 template <typename Kernel, typename Args>
 void run_kernel(const char *op_name, Kernel kernel, const Args &args, const c10::Device &device) {
     CallContext context(op_name);
-    if (device.is_cuda()) {
-        bind_torch_cuda(context, device);
-    } else {
-        sync_thread_count();
-    }
+    if (device.is_cuda()) bind_torch_cuda(context, device);
     check_halide_result(kernel(&context, args), context);
 }
 
