@@ -10,6 +10,9 @@
 // only: first each pixel's E-th best key, found bit by bit from the top (a count of the keys at
 // or above each candidate), then the experts above it and, of those equal to it, the lowest
 // indices, gathered in index order; E·E comparisons instead of NE·NE, plus NE per key bit.
+#include <functional>
+#include <tuple>
+
 #include "Halide.h"
 
 #include "precision.h"
@@ -60,17 +63,7 @@ public:
             return;
         }
 
-        // rank(e) = #{o : key(o) > key(e), or key(o) == key(e) and o < e}: on equal keys the
-        // experts below e beat it and those above do not. Two passes, one per side of e, so that
-        // no comparison carries the tie-break term.
-        RDom below(0, experts, "below");
-        below.where(below < e);
-        RDom above(0, experts, "above");
-        above.where(above > e);
-        Func rank("rank");
-        rank(w, h, e, b) = 0;
-        rank(w, h, e, b) += select(key(w, h, below, b) >= key(w, h, e, b), 1, 0);
-        rank(w, h, e, b) += select(key(w, h, above, b) > key(w, h, e, b), 1, 0);
+        auto [rank, below, above] = count_ranks([&](const Expr &o) { return key(w, h, o, b); }, w, h, e, b, experts);
 
         // Every expert is stored: those ranked E or worse land in a spare slot E that no output
         // reads, so the scatter needs no test per pixel. The ranks are a permutation of 0..NE-1
@@ -91,6 +84,22 @@ public:
     }
 
 private:
+    // rank(p) = #{o : key(o) > key(p), or key(o) == key(p) and o < p} over positions 0..count-1: on
+    // equal keys the positions below p beat it and those above do not. Two passes, one per side of
+    // p, so that no comparison carries the tie-break term.
+    static std::tuple<Func, RDom, RDom> count_ranks(const std::function<Expr(const Expr &)> &key_at, const Var &w,
+                                                    const Var &h, const Var &p, const Var &b, const Expr &count) {
+        RDom below(0, count, "below");
+        below.where(below < p);
+        RDom above(0, count, "above");
+        above.where(above > p);
+        Func rank("rank");
+        rank(w, h, p, b) = 0;
+        rank(w, h, p, b) += select(key_at(below) >= key_at(p), 1, 0);
+        rank(w, h, p, b) += select(key_at(above) > key_at(p), 1, 0);
+        return {rank, below, above};
+    }
+
     // select_first: the E best experts of each pixel, then their ranks among themselves.
     void generate_selection(Func signed_key, int bits) {
         if (get_target().has_gpu_feature()) {
@@ -147,16 +156,9 @@ private:
         chosen_list(w, h, i, b) = Tuple(cast(key_type, 0), 0);
         chosen_list(w, h, select(chosen, clamp(before(w, h, gather, b)[1], 0, selected - 1), selected), b) =
             Tuple(gathered_key, gather);
-        // Ranks among them (index order = list order, so the tie-break is the list position), as
-        // route_topk's two counting passes.
-        RDom below(0, selected, "below");
-        below.where(below < i);
-        RDom above(0, selected, "above");
-        above.where(above > i);
-        Func rank("rank");
-        rank(w, h, i, b) = 0;
-        rank(w, h, i, b) += select(chosen_list(w, h, below, b)[0] >= chosen_list(w, h, i, b)[0], 1, 0);
-        rank(w, h, i, b) += select(chosen_list(w, h, above, b)[0] > chosen_list(w, h, i, b)[0], 1, 0);
+        // Ranks among them (index order = list order, so the tie-break is the list position).
+        auto [rank, below, above] =
+            count_ranks([&](const Expr &o) { return chosen_list(w, h, o, b)[0]; }, w, h, i, b, selected);
         RDom scatter(0, selected, "scatter");
         Func slot_expert("slot_expert");
         slot_expert(w, h, j, b) = undef<int32_t>();

@@ -40,5 +40,9 @@ void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Hali
 void schedule_route_topk_cpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_route_topk_gpu(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_route_selection(RouteSelectStages &stages, const Knobs &knobs, const Halide::Target &target);
+// Both CPU schedules' outputs: one task per grid row (`row`, h and b fused), vectors along the row.
+void schedule_route_outputs_cpu(Halide::Func indices, Halide::Func values, const Halide::Var &w, const Halide::Var &h,
+                                const Halide::Var &j, const Halide::Var &b, const Halide::Var &row, int lanes,
+                                int rows_per_task);
 
 }  // namespace smoe

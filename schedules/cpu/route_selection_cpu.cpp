@@ -15,12 +15,8 @@ void schedule_route_selection(RouteSelectStages &s, const Knobs &knobs, const Ta
     const int lanes = target.natural_vector_size(Int(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var row("row"), wo("wo"), wi("wi");
-    Func indices = s.indices, values = s.values;
-    indices.fuse(s.h, s.b, row).reorder(s.w, s.j, row).parallel(row).vectorize(s.w, lanes, tail);
-    values.fuse(s.h, s.b, row)
-        .reorder(s.w, s.j, row)
-        .parallel(row, knobs["rows_per_task"], tail)
-        .vectorize(s.w, lanes, tail);
+    Func indices = s.indices;
+    schedule_route_outputs_cpu(indices, s.values, s.w, s.h, s.j, s.b, row, lanes, knobs["rows_per_task"]);
 
     s.slot_expert.compute_at(indices, row);
     s.slot_expert.update().split(s.w, wo, wi, lanes, tail).reorder(wi, s.scatter, wo).vectorize(wi);

@@ -17,16 +17,19 @@ namespace smoe {
 
 using namespace Halide;
 
+void schedule_route_outputs_cpu(Func indices, Func values, const Var &w, const Var &h, const Var &j, const Var &b,
+                                const Var &row, int lanes, int rows_per_task) {
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    indices.fuse(h, b, row).reorder(w, j, row).parallel(row).vectorize(w, lanes, tail);
+    values.fuse(h, b, row).reorder(w, j, row).parallel(row, rows_per_task, tail).vectorize(w, lanes, tail);
+}
+
 void schedule_route_topk_cpu(RouteTopKStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = knobs["pixel_vector"] > 0 ? knobs["pixel_vector"] : target.natural_vector_size(Int(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var row("row"), wo("wo"), wi("wi");
-    Func indices = s.indices, values = s.values;
-    indices.fuse(s.h, s.b, row).reorder(s.w, s.j, row).parallel(row).vectorize(s.w, lanes, tail);
-    values.fuse(s.h, s.b, row)
-        .reorder(s.w, s.j, row)
-        .parallel(row, knobs["rows_per_task"], tail)
-        .vectorize(s.w, lanes, tail);
+    Func indices = s.indices;
+    schedule_route_outputs_cpu(indices, s.values, s.w, s.h, s.j, s.b, row, lanes, knobs["rows_per_task"]);
 
     s.slot_expert.compute_at(indices, row);
     if (knobs["pixel_tile"] == 1) {
