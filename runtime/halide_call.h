@@ -27,7 +27,6 @@ private:
 // Throws c10::Error naming the operator and carrying Halide's message when result != 0.
 void check_halide_result(int result, const CallContext &context);
 
-
 }  // namespace smoe::runtime
 
 #include <c10/core/Device.h>
