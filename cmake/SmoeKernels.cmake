@@ -180,6 +180,7 @@ endfunction()
 # targets of SMOE_CPU_TARGETS only (all of them when it has none): on an older CPU the regular
 # kernels serve every shape and the variants are not listed (runtime/kernel_registry.cpp).
 set(SMOE_FORMULATION_VARIANTS
+    "forward|union_tiles|union_tiles=true|shared|b1-3_c8+"
     "forward|channel_dots|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_data|channel_axpys|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_weight|slot_sweeps|knobs=formulation:2|shared|b4+_c8+"

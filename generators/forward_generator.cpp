@@ -30,6 +30,17 @@ public:
     // x [K·K·C x NE·F], then each output channel picks its expert's row. NE/E times the products of
     // the selected experts alone, at the tiles' rate (schedules/cpu/dense_tiles.cpp).
     GeneratorParam<bool> dense_tiles{"dense_tiles", false};
+    // CPU targets, shared routing: per tile of union_tile_width x union_tile_height pixels, the union
+    // of the experts its pixels select, each of them evaluated at every pixel of the tile as one dense
+    // product [union rows x C·K·K] x [C·K·K x tile pixels], in blocks of union_block_rows rows; each
+    // output channel then picks its expert's row. Where neighbouring pixels share their experts (as
+    // under trained gates) the union is the E selected and the tile runs at a dense convolution's
+    // rate; under random routing it is all NE experts, the naive path's products without its gather
+    // (schedules/cpu/union_tiles.cpp).
+    GeneratorParam<bool> union_tiles{"union_tiles", false};
+    GeneratorParam<int> union_tile_width{"union_tile_width", 32};
+    GeneratorParam<int> union_tile_height{"union_tile_height", 2};
+    GeneratorParam<int> union_block_rows{"union_block_rows", 6};
 
     // Halide dimension order is the reverse of PyTorch's NCHW.
     GeneratorInput<Buffer<>> *x = nullptr;        // (w, h, c, b)
@@ -67,6 +78,10 @@ public:
                             !get_target().has_feature(Target::AVX512_SapphireRapids))) {
             throw CompileError("smoe_forward: dense_tiles=true needs dtype=bfloat16, shared routing and an "
                                "avx512_sapphirerapids target");
+        }
+        if (union_tiles && (!shared_routing || bf16_pairs || dense_tiles || get_target().has_gpu_feature())) {
+            throw CompileError("smoe_forward: union_tiles=true needs shared routing, a CPU target and neither "
+                               "bf16_pairs nor dense_tiles");
         }
         // The operands' type until they are multiplied: the compute type, or bfloat16 with bf16_pairs
         // (then a plain conversion, which the dot-product instruction pattern recognises).
@@ -111,6 +126,10 @@ public:
             generate_dense_tiles(w, h, jf, b, K, pad, channels, experts * F, F, expert_row, row_args);
             return;
         }
+        if (union_tiles) {
+            generate_union_tiles(input, bank, w, h, jf, b, K, pad, channels, experts, F, t);
+            return;
+        }
 
         // Reduction over the receptive field: (kw, kh, c), or with bf16_pairs (kw, kh, block, channel
         // of the block) over the padded channels.
@@ -137,6 +156,66 @@ public:
     }
 
 private:
+    // union_tiles: per tile (tx, ty), `uses` marks the experts its pixels select, `position` numbers
+    // them in expert order (an exclusive running count), `members` lists them; the union's rows are
+    // member i's rows i·F + f. `block_response` is the response of block `block` of union_block_rows
+    // union rows at the tile's pixels (wi, hi); `union_response` keeps the blocks the union fills
+    // (the rest are never read); the output reads its expert's row there.
+    void generate_union_tiles(Func input, Func bank, const Var &w, const Var &h, const Var &jf, const Var &b,
+                              const Expr &K, const Expr &pad, const Expr &channels, const Expr &experts,
+                              const Expr &F, const Type &t) {
+        const int TW = union_tile_width, TH = union_tile_height, R = union_block_rows;
+        const Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        const Expr slots = indices->dim(2).extent();
+        Var e("e"), i("i"), tx("tx"), ty("ty"), wi("wi"), hi("hi"), ui("ui"), block("block");
+
+        // Pixels past the grid's edge repeat its last ones, which are in the union already.
+        RDom p(0, TW, 0, TH, 0, slots, "p");
+        Expr selected = (*indices)(min(tx * TW + p.x, width - 1), min(ty * TH + p.y, height - 1), p.z);
+        Func uses("uses");
+        uses(e, tx, ty) = 0;
+        uses(clamp(selected, 0, experts - 1), tx, ty) = 1;
+
+        RDom later(1, experts - 1, "later");
+        Func position("position");
+        position(e, tx, ty) = 0;
+        position(later, tx, ty) = position(later - 1, tx, ty) + uses(later - 1, tx, ty);
+
+        RDom member(0, experts, "member");
+        member.where(uses(member, tx, ty) != 0);
+        Func members("members");
+        members(i, tx, ty) = 0;
+        members(clamp(position(member, tx, ty), 0, experts - 1), tx, ty) = member;
+
+        Func blocks("blocks");
+        blocks(tx, ty) = ((position(experts - 1, tx, ty) + uses(experts - 1, tx, ty)) * F + R - 1) / R;
+
+        // Rows past the union's end (in its last block) compute member 0's, never read.
+        Expr u = block * R + ui;
+        Expr union_row = clamp(members(min(u / F, experts - 1), tx, ty), 0, experts - 1) * F + u % F;
+        RDom r(0, K, 0, K, 0, channels, "r");
+        Func block_response("block_response");
+        block_response(wi, hi, ui, block, tx, ty, b) = cast(t, 0);
+        block_response(wi, hi, ui, block, tx, ty, b) +=
+            bank(r.x, r.y, r.z, union_row) * input(tx * TW + wi + r.x - pad, ty * TH + hi + r.y - pad, r.z, b);
+
+        RDom filled(0, (experts * F + R - 1) / R, "filled");
+        filled.where(filled < blocks(tx, ty));
+        Func union_response("union_response");
+        union_response(wi, hi, ui, block, tx, ty, b) = cast(t, 0);
+        union_response(wi, hi, ui, filled, tx, ty, b) = block_response(wi, hi, ui, filled, tx, ty, b);
+
+        Expr expert = clamp((*indices)(w, h, jf / F), 0, experts - 1);
+        Expr row = clamp(position(expert, w / TW, h / TH), 0, experts - 1) * F + jf % F;
+        Expr response = union_response(w % TW, h % TH, row % R, row / R, w / TW, h / TH, b);
+        Expr gate = weighted ? widen((*values)(w, h, jf / F), t) : cast(t, 1);
+        (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
+
+        UnionTileStages stages{input, bank, uses, position, members, blocks, block_response, union_response, *y,
+                               w, h, jf, b, wi, hi, ui, tx, ty, e, filled.x, r, TW, TH, R};
+        if (!using_autoscheduler()) schedule_forward_union_tiles(stages, get_target());
+    }
+
     // dense_tiles: the receptive field of each pixel as one row of bfloat16 values, ordered (block
     // of kTileDepth channels, kh, kw, channel of the block) with the channels zero-padded to whole
     // blocks, so that every chunk of kTileDepth values is one tap's contiguous channels; the bank as

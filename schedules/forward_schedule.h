@@ -33,8 +33,26 @@ struct DenseTileStages {
     Halide::RVar r;           // over the padded depth of the receptive field
 };
 
+// The Funcs of the forward generator's union_tiles algorithm (shared routing, CPU).
+struct UnionTileStages {
+    Halide::Func input;           // x with zero padding outside the grid, (w, h, c, b)
+    Halide::Func bank;            // the weight bank, (kw, kh, c, expert·F + f)
+    Halide::Func uses;            // 1 where a tile's pixels select an expert, (e, tx, ty)
+    Halide::Func position;        // an expert's place in its tile's union, (e, tx, ty): a running count
+    Halide::Func members;         // the union's experts in order, (i, tx, ty)
+    Halide::Func blocks;          // blocks of rows the union fills, (tx, ty)
+    Halide::Func block_response;  // one block's rows at a tile's pixels, (wi, hi, ui, block, tx, ty, b)
+    Halide::Func union_response;  // the filled blocks, (wi, hi, ui, block, tx, ty, b); updated over `filled`
+    Halide::Func output;          // y, (w, h, jf, b)
+    Halide::Var w, h, jf, b, wi, hi, ui, tx, ty, e;
+    Halide::RVar filled;          // the blocks of union_response's update, guarded by `blocks`
+    Halide::RDom r;               // (kw, kh, c)
+    int tile_width, tile_height, block_rows;
+};
+
 void schedule_forward(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
+void schedule_forward_union_tiles(UnionTileStages &stages, const Halide::Target &target);
 void schedule_forward_cpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_forward_gpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
 

@@ -49,7 +49,10 @@ std::vector<LayerConfig> float_configs() {
                                  LayerConfig{1, 17, 7, 16, 6, 3, 3, 2, true, false},
                                  LayerConfig{9, 16, 3, 33, 4, 2, 1, 1, false, true},
                                  LayerConfig{12, 64, 4, 19, 10, 5, 3, 1, true, false},
-                                 LayerConfig{3, 128, 3, 18, 6, 3, 3, 2, true, true}}) {
+                                 LayerConfig{3, 128, 3, 18, 6, 3, 3, 2, true, true},
+                                 // Tiles whose union is a few of many experts (blocks left unfilled).
+                                 LayerConfig{2, 16, 3, 35, 90, 2, 3, 1, true, true},
+                                 LayerConfig{1, 24, 5, 33, 70, 3, 3, 2, true, false}}) {
         configs.push_back(c);
     }
     return configs;
@@ -144,9 +147,14 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     auto [indices, values] = reference::route_topk(t.routing, c.E);
     const std::string filed = runtime::host_cpu_fingerprint() + " " + runtime::kernel_cpu_target() +
                               " forward shared unweighted 23x3x19x2 3x3x19x7 among regular,";
+    // Lines of builds with other candidates match too: at most one line is added, and only once.
     const int before = lines_with(path, filed);
     for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
-    EXPECT_EQ(lines_with(path, filed), before == 0 ? 1 : before) << path;
+    const int filed_lines = lines_with(path, filed);
+    EXPECT_GE(filed_lines, 1) << path;
+    EXPECT_LE(filed_lines - before, 1) << path;
+    for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
+    EXPECT_EQ(lines_with(path, filed), filed_lines) << path;
     // The target is one of the build's, and this CPU runs it (the suite's CPUs run baseline x86-64).
     EXPECT_TRUE(runtime::cpu_runs_target(runtime::kernel_cpu_target().c_str())) << runtime::kernel_cpu_target();
 }

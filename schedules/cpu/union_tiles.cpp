@@ -1,0 +1,76 @@
+// CPU schedule of the forward's union_tiles algorithm (generator parameter union_tiles=true,
+// shared routing).
+//
+// - One task per tile row of a sample; per tile, its union (uses, position, members, blocks) is
+//   found first, a few thousand scalar steps against the tile's millions of FMAs.
+// - Register tile: block_rows union rows x `vectors` pixel vectors along `rows` of the tile's grid rows, each
+//   a vector of sums over the whole receptive field (kw innermost, then kh, then the channels, the
+//   order the bank holds a row in). Per step it loads `vectors` input vectors and broadcasts
+//   block_rows weights for block_rows x vectors FMAs; a block's rows (block_rows · C·K·K weights)
+//   stay in L1 while it sweeps the tile's pixels and samples.
+// - Only the blocks the union fills are computed: the guard sits on the block loop, outside the
+//   register tile.
+// - The output reads each pixel's rows from the tile's responses (a gather along the grid row).
+// - The input, zero-padded, is materialised once per call, so that the hot loop loads it without
+//   bounds checks.
+#include "forward_schedule.h"
+
+#include <algorithm>
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
+    const int lanes = target.natural_vector_size(s.block_response.type());
+    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    // 3/4 of the vector registers accumulate; the rest hold the step's input vectors and weights.
+    const int accumulators = registers * 3 / 4;
+    // The register tile's pixels: vectors along the grid row, then rows of the tile.
+    const int pixel_vectors = std::max(1, accumulators / s.block_rows);
+    const int vectors = std::max(1, std::min(s.tile_width / lanes, pixel_vectors));
+    const int rows = std::max(1, std::min(s.tile_height, pixel_vectors / vectors));
+
+    Var wo("wo"), ho("ho"), wt("wt"), ht("ht"), task("task");
+    Func out = s.output;
+    out.split(s.w, wo, wt, s.tile_width, TailStrategy::GuardWithIf)
+        .split(s.h, ho, ht, s.tile_height, TailStrategy::GuardWithIf)
+        .reorder(wt, ht, s.jf, wo, ho, s.b)
+        .fuse(ho, s.b, task)
+        .parallel(task)
+        .vectorize(wt, lanes, TailStrategy::GuardWithIf);
+
+    // The tile's union, once per tile.
+    for (Func f : {s.uses, s.position, s.members, s.blocks}) f.compute_at(out, wo);
+    s.uses.vectorize(s.e, lanes, TailStrategy::GuardWithIf);
+    // The scatters and the running count: serial scalar steps.
+    for (Func f : {s.uses, s.position, s.members}) f.update().unscheduled();
+
+    Var wg("wg"), wv("wv"), hg("hg"), hv("hv");
+    s.union_response.compute_at(out, wo);
+    s.union_response.update()
+        .split(s.wi, wg, wv, lanes * vectors, TailStrategy::GuardWithIf)
+        .split(s.hi, hg, hv, rows, TailStrategy::GuardWithIf)
+        .reorder(wv, s.ui, hv, wg, hg, s.b, s.filled)
+        .vectorize(wv, lanes);
+
+    // The register tile, over the whole receptive field.
+    const std::vector<Var> a = s.block_response.args();  // (wi, hi, ui, block, tx, ty, b)
+    s.block_response.compute_at(s.union_response, wg)
+        .vectorize(a[0], lanes, TailStrategy::GuardWithIf)
+        .unroll(a[0])
+        .unroll(a[1])
+        .unroll(a[2]);
+    s.block_response.update()
+        .reorder(a[0], a[1], a[2], s.r.x, s.r.y, s.r.z, a[3], a[4], a[5], a[6])
+        .vectorize(a[0], lanes, TailStrategy::GuardWithIf)
+        .unroll(a[0])
+        .unroll(a[1])
+        .unroll(a[2]);
+
+    const std::vector<Var> in = s.input.args();  // (w, h, c, b)
+    Var cb("cb");
+    s.input.compute_root().fuse(in[2], in[3], cb).parallel(cb).vectorize(in[0], lanes, TailStrategy::GuardWithIf);
+}
+
+}  // namespace smoe
