@@ -126,15 +126,20 @@ bool OpBench::matches_reference(std::string &why) const {
     for (const std::string &name : output_names_) {
         const Buffer<> &got = work_.buffers.at(name);
         const Buffer<> &want = reference_.at(name);
-        if (got.type().is_float()) {
-            Buffer<float> g = got, w = want;
+        if (got.type().is_float() || got.type().is_bfloat()) {
+            // bfloat16 results are compared to a bfloat16 unit (2^-8), float32 ones to 1e-3.
+            const bool bf16 = got.type().is_bfloat();
+            auto value = [&](const Buffer<> &b, const int *pos) {
+                return bf16 ? static_cast<double>(Buffer<bfloat16_t>(b)(pos)) : static_cast<double>(Buffer<float>(b)(pos));
+            };
             double worst = 0, scale = 1;
-            w.for_each_element([&](const int *pos) {
-                scale = std::max(scale, static_cast<double>(std::abs(w(pos))));
-                const double diff = std::abs(static_cast<double>(g(pos)) - w(pos));
+            want.for_each_element([&](const int *pos) {
+                const double w = value(want, pos);
+                scale = std::max(scale, std::abs(w));
+                const double diff = std::abs(value(got, pos) - w);
                 worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
             });
-            if (!(worst <= 1e-3 * scale)) {
+            if (!(worst <= (bf16 ? 1.0 / 256 : 1e-3) * scale)) {
                 why = "wrong results: " + name + " differs by " + std::to_string(worst);
                 return false;
             }

@@ -481,6 +481,18 @@ OpWorkload workload_of(const std::string &op, const LayerShape &shape, const Hal
                        const Options &options) {
     OpWorkload work = make_workload(op, shape, target);
     for (const auto &[name, value] : options.generator_params) work.params[name] = value;
+    // A bfloat16 kernel stores the layer's tensors in bfloat16; the quantile stays float32.
+    if (work.params["dtype"] == "bfloat16") {
+        for (auto &[name, buffer] : work.buffers) {
+            if (name == "quantile" || buffer.type() != Halide::Float(32)) continue;
+            Halide::Buffer<float> values = buffer;
+            Halide::Buffer<Halide::bfloat16_t> stored(Halide::BFloat(16), nullptr,
+                                                     values.dimensions(), values.raw_buffer()->dim);
+            stored.allocate();
+            stored.for_each_element([&](const int *at) { stored(at) = Halide::bfloat16_t(values(at)); });
+            buffer = stored;
+        }
+    }
     return work;
 }
 
@@ -493,14 +505,20 @@ int compare(const Options &options, const LayerShape &shape, const Halide::Targe
     std::vector<std::string> labels = {"default"};
     for (const std::string &text : options.compare) labels.push_back(text);
     std::vector<std::unique_ptr<Compiled>> compiled;
-    for (const std::string &label : labels) {
+    // A setting the generator rejects (e.g. the defaults under a generator parameter that needs
+    // other knobs) is reported and left out; the others are still compared.
+    for (size_t i = 0; i < labels.size();) {
         std::string error;
-        compiled.push_back(bench.prepare({parse_knobs(op, label), ""}, error));
-        if (!compiled.back()) {
-            std::cerr << "smoe_tune: " << op << " " << label << " failed: " << error << "\n";
-            return 1;
+        compiled.push_back(bench.prepare({parse_knobs(op, labels[i]), ""}, error));
+        if (compiled.back()) {
+            ++i;
+            continue;
         }
+        std::cerr << "smoe_tune: " << op << " " << labels[i] << " failed: " << error << "\n";
+        compiled.pop_back();
+        labels.erase(labels.begin() + i);
     }
+    if (labels.empty()) return 1;
     std::vector<std::vector<double>> rounds(labels.size());
     for (int round = 0; round < options.rounds; ++round) {
         for (size_t n = 0; n < labels.size(); ++n) {

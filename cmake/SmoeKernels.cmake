@@ -173,7 +173,8 @@ endfunction()
 # --- Formulation variants ------------------------------------------------------------------------
 # float32 CPU kernels of an op in another formulation (a knob that changes the loop nest, or a
 # generator parameter that changes the summation order), built for every CPU target beside the
-# regular kernel: op|name|generator params|routings (all, shared)|shape classes it is chosen for
+# regular kernel: op|name|generator params (comma-separated; several knobs of one param joined by
+# "+")|routings (all, shared)|shape classes it is chosen for
 # when measurement is off. With measurement on (the default) every variant of the op competes for
 # every shape (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular kernels,
 # whose pixel tiles and row vectors suit them. The variants are built for the AVX2-or-better
@@ -230,11 +231,14 @@ function(smoe_add_formulation_variants header)
     list(GET fields 2 params)
     list(GET fields 3 routings)
     list(GET fields 4 classes)
+    # Generator params are separated by commas, as in the bfloat16 list.
+    string(REPLACE "," ";" param_list "${params}")
+    string(REPLACE "+" "," param_list "${param_list}")
     _smoe_routing_variants(${routings} routing_variants)
     foreach (routing_variant IN LISTS routing_variants)
       _smoe_routing_flags(${routing_variant} routing gating shared_flag weighted_flag)
       set(name smoe_${op}_${routing}_${gating}_${variant_name}_f32)
-      _smoe_add_cpu_variant(${name} ${op} float32 "${targets}" ${shared_flag} ${weighted_flag} ${params})
+      _smoe_add_cpu_variant(${name} ${op} float32 "${targets}" ${shared_flag} ${weighted_flag} ${param_list})
       list(APPEND libs ${name})
       string(APPEND lines "    X(${op}, ${shared_flag}, ${gating}, \"${variant_name}\", \"${params}\", \"${classes}\", ${name}) \\\n")
     endforeach ()
@@ -251,9 +255,11 @@ endfunction()
 # operands widened to float32 when re-laid out (float32 FMAs), for the best of SMOE_CPU_TARGETS
 # (AVX-512 by default; none if it lacks AVX2), and `pair_dots`, the forward's channel dots whose
 # pairs of bfloat16 products one bf16 dot-product instruction sums (bf16_pairs in
-# generators/forward_generator.cpp), for CPUs with AVX512_BF16 (SMOE_CPU_BF16_DOT_TARGET; empty:
-# not built), and `amx_tiles`, the forward as one dense product over all experts per strip of
-# pixels on AMX tiles, then each channel's expert row (dense_tiles), for CPUs with AMX
+# generators/forward_generator.cpp), and `pair_sweeps` (16 with blocks of 16 samples), the weight
+# gradient's slot sweeps summing pairs of samples the same way, for CPUs with AVX512_BF16
+# (SMOE_CPU_BF16_DOT_TARGET; empty: not built), and `amx_tiles`, the forward as one dense product
+# over all experts per strip of pixels on AMX tiles, then each channel's expert row (dense_tiles),
+# for CPUs with AMX
 # (SMOE_CPU_AMX_TARGET; empty: not built). Shared routing only: the tensor routing of the weather
 # networks, and a short build.
 # op|name|target (best: the best of SMOE_CPU_TARGETS; dot, amx: the targets above)|generator params|routings.
@@ -270,7 +276,9 @@ set(SMOE_BF16_VARIANTS
     "forward|channel_dots|best|knobs=formulation:1|shared"
     "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
     "backward_data|channel_axpys|best|knobs=formulation:1|shared"
-    "backward_weight|slot_sweeps|best|knobs=formulation:2|shared")
+    "backward_weight|slot_sweeps|best|knobs=formulation:2|shared"
+    "backward_weight|pair_sweeps|dot|bf16_pairs=true,knobs=formulation:2|shared"
+    "backward_weight|pair_sweeps_16|dot|bf16_pairs=true,knobs=formulation:2+sample_block:16+channel_vectors:2|shared")
 
 # smoe_add_bf16_variants(<header>): their kernels, smoe_<op>_<routing>_<gating>_bf16_<name>, and
 # the header runtime/ dispatches with.
@@ -291,6 +299,8 @@ function(smoe_add_bf16_variants header)
     list(GET fields 3 params)
     list(GET fields 4 routings)
     string(REPLACE "," ";" params "${params}")
+    # Several knobs of one variant are joined by "+" (commas separate its generator params).
+    string(REPLACE "+" "," params "${params}")
     if (which_target STREQUAL "best")
       set(cpu_target "${best_target}")
       if (NOT cpu_target MATCHES "-avx2")

@@ -15,6 +15,11 @@
 // expert-major over groups of `group_pixels` neighbouring pixels of a row: per group and expert,
 // the group's pixels that select the expert (an inverse of the routing, computed here) are summed
 // first, then added to the expert's row once.
+//
+// bf16_pairs (bfloat16 slot sweeps on CPUs with bf16 dot products): the block's samples are summed
+// in pairs, each pair's two bfloat16 products added in one step (vdpbf16ps). dŷ is rounded to
+// bfloat16 after damping and gating (exact when neither changes it), the products are exact, and
+// the instruction reads denormal operands as zero.
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
@@ -36,6 +41,7 @@ public:
     GeneratorParam<bool> weighted{"weighted", false};
     GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
     GeneratorParam<int> group_pixels{"group_pixels", 0};  // 0: pixel-major; else expert-major (shared routing)
+    GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};  // slot sweeps summing sample pairs (bfloat16, CPU)
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
@@ -94,6 +100,11 @@ public:
             return;
         }
         const Knobs choices("backward_weight", knobs, knobs_target, get_target());
+        if (bf16_pairs && (dtype != BFloat(16) || !shared_routing || get_target().has_gpu_feature() ||
+                           group_pixels > 0 || choices["formulation"] != kSlotSweeps)) {
+            throw CompileError("smoe_backward_weight: bf16_pairs=true needs dtype=bfloat16, shared routing, a CPU "
+                               "target and the slot sweeps (knob formulation=2)");
+        }
         if (shared_routing && !get_target().has_gpu_feature() && choices["formulation"] == kSlotSweeps) {
             sum_by_slot_sweeps(gated, expert_row, bands, value_type, choices);
             return;
@@ -161,12 +172,32 @@ private:
         Func padded_gated = BoundaryConditions::constant_exterior(
             gated, cast(value_type, 0), {{Expr(), Expr()}, {Expr(), Expr()}, {Expr(), Expr()}, {0, batch}});
 
-        RDom rs(0, samples, "rs");
-        Expr sample = block * samples + rs;
         Func contribution("contribution");
         contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
-        contribution(kw, kh, c, w, h, jf, block) +=
-            padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
+        RDom rs;
+        Func input_pairs("input_pairs"), gated_values = padded_gated;
+        if (bf16_pairs) {
+            if (samples % 2 != 0) throw CompileError("smoe_backward_weight: bf16_pairs needs an even sample_block");
+            // Both operands stay bfloat16 until multiplied: x as it is, dŷ rounded once per call;
+            // the input with each pair's two samples next to each other, channel by channel.
+            Var m("m"), q("q");
+            const Type bf16 = BFloat(16);
+            Func x_values = BoundaryConditions::constant_exterior(
+                *x, cast(bf16, 0.0f), {{0, width}, {0, height}, {0, x->dim(2).extent()}, {0, batch}});
+            input_pairs(m, c, w, h, q) = x_values(w, h, c, q * 2 + m);
+            gated_values = Func("gated_values");
+            gated_values(w, h, jf, b) = narrow(padded_gated(w, h, jf, b), bf16);
+            rs = RDom(0, 2, 0, samples / 2, "rs");
+            Expr pair = block * (samples / 2) + rs.y;
+            contribution(kw, kh, c, w, h, jf, block) +=
+                cast(value_type, gated_values(w, h, jf, pair * 2 + rs.x)) *
+                cast(value_type, input_pairs(rs.x, c, w + kw - pad, h + kh - pad, pair));
+        } else {
+            rs = RDom(0, samples, "rs");
+            Expr sample = block * samples + rs;
+            contribution(kw, kh, c, w, h, jf, block) +=
+                padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
+        }
 
         // Per band, its pixels scattered into the experts' rows. Rows past the grid (the last
         // band may be partial) add zero to the edge row.
@@ -184,10 +215,10 @@ private:
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        SlotSweepStages stages{input, padded_gated, contribution, partial, total, *grad_weight,
-                               kw,    kh,           c,            row,     band,  w,
-                               h,     jf,           b,            block,   rs,    p,
-                               t,     x->dim(2).extent(), *out_per_expert, width, samples};
+        SlotSweepStages stages{input, gated_values, input_pairs, contribution, partial, total, *grad_weight,
+                               kw,    kh,           c,           row,          band,    w,     h,
+                               jf,    b,            block,       rs,           p,       t,     x->dim(2).extent(),
+                               *out_per_expert,     width,       samples,      bf16_pairs};
         if (!using_autoscheduler()) schedule_slot_sweeps(stages, choices, get_target());
     }
 

@@ -160,7 +160,7 @@ private:
     // them in expert order (an exclusive running count), `members` lists them; the union's rows are
     // member i's rows i·F + f. `block_response` is the response of block `block` of union_block_rows
     // union rows at the tile's pixels (wi, hi); `union_response` keeps the blocks the union fills
-    // (the rest are never read); the output reads its expert's row there.
+    // (the rest are never read, so never written either); the output reads its expert's row there.
     void generate_union_tiles(Func input, Func bank, const Var &w, const Var &h, const Var &jf, const Var &b,
                               const Expr &K, const Expr &pad, const Expr &channels, const Expr &experts,
                               const Expr &F, const Type &t) {
@@ -202,7 +202,7 @@ private:
         RDom filled(0, (experts * F + R - 1) / R, "filled");
         filled.where(filled < blocks(tx, ty));
         Func union_response("union_response");
-        union_response(wi, hi, ui, block, tx, ty, b) = cast(t, 0);
+        union_response(wi, hi, ui, block, tx, ty, b) = undef(t);
         union_response(wi, hi, ui, filled, tx, ty, b) = block_response(wi, hi, ui, filled, tx, ty, b);
 
         Expr expert = clamp((*indices)(w, h, jf / F), 0, experts - 1);

@@ -45,16 +45,19 @@ struct ExpertGroupStages {
 constexpr int kSlotSweeps = 2;
 struct SlotSweepStages {
     Halide::Func input;         // x with zero padding, also past the batch, (w, h, c, b)
-    Halide::Func gated;         // dŷ, zero past the batch, (w, h, jf, b)
+    Halide::Func gated;         // dŷ, zero past the batch, (w, h, jf, b); bfloat16 with bf16_pairs
+    Halide::Func input_pairs;   // bf16_pairs only: bfloat16 x, (member, c, w, h, pair), sample = 2 pair + member
     Halide::Func contribution;  // (kw, kh, c, w, h, jf, block): a reduction over the block's samples
     Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p = (slot, w, row in band, block)
     Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
     Halide::Func output;        // grad_weight, (kw, kh, c, row)
     Halide::Var kw, kh, c, row, band, w, h, jf, b, block;
+    // The block's samples (sample), or with bf16_pairs (member, pair).
     Halide::RDom samples, p, t;
     // Run-time extents, for specialisations: C, F, W.
     Halide::Expr channels, out_per_expert, width;
     int block_samples;          // samples per block
+    bool bf16_pairs;
 };
 // Samples per block of the slot sweeps: the knob sample_block, else the target's default.
 int slot_sweep_samples(const Knobs &knobs, const Halide::Target &target);

@@ -229,7 +229,7 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
     }
 }
 
-// The expert-side gradients' bfloat16 variants (channel axpys, tap tiles) against the regular
+// The expert-side gradients' bfloat16 variants (channel axpys, slot and pair sweeps) against the regular
 // bfloat16 kernels, float32 and the LibTorch reference's two passes, within one unit as above,
 // with damping.
 TEST(BFloat16GradientVariants, MatchRegularKernels) {
@@ -322,6 +322,37 @@ TEST(BFloat16ForwardVariants, DotProductsReadDenormalsAsZero) {
         EXPECT_TRUE(at::equal(y, at::zeros({1, 1, 2, 3}))) << variant << ": " << y;
     }
     smoe::set_kernel_variant("auto");
+}
+
+// The same for the weight gradient's pair sweeps: an input of denormal bfloat16 values gives a
+// zero weight gradient there, and the regular kernel's tiny exact sums elsewhere.
+TEST(BFloat16GradientVariants, PairSweepsReadDenormalsAsZero) {
+    std::vector<std::string> variants;
+    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+        const std::string name = v.name;
+        if (std::string(v.op) == "backward_weight" && v.shared_routing && !v.weighted &&
+            name.rfind("pair_sweeps", 0) == 0) {
+            variants.push_back(name);
+        }
+    }
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product weight gradient";
+    EXPECT_TRUE(smoe::bf16_dot_products());
+    const at::Tensor x = at::full({2, 32, 2, 3}, 1e-39f).to(at::kBFloat16);
+    const at::Tensor weight = at::full({2, 32, 1, 1}, 1.0f).to(at::kBFloat16);
+    const at::Tensor indices = at::zeros({1, 2, 3}, at::kInt);
+    const at::Tensor grad_y = at::ones({2, 1, 2, 3}).to(at::kBFloat16);
+    auto weight_gradient = [&](const std::string &choice) {
+        smoe::set_kernel_variant(choice);
+        auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, x, weight, indices, std::nullopt, std::nullopt,
+                                                             1, BackwardOptions{}, {false, true, false});
+        smoe::set_kernel_variant("auto");
+        return widened(gw);
+    };
+    EXPECT_GT(weight_gradient("regular")[0].min().item<float>(), 0.f);
+    for (const std::string &variant : variants) {
+        const at::Tensor gw = weight_gradient(variant);
+        EXPECT_TRUE(at::equal(gw, at::zeros_like(gw))) << variant << ": " << gw;
+    }
 }
 
 }  // namespace

@@ -13,6 +13,9 @@
 //   block and its channel-innermost input rows stay in L2 while the band's pixels are visited.
 // - Bands are summed last, in band order, vectorised over channels: deterministic, whatever the
 //   number of threads.
+// - bf16_pairs (bfloat16 on CPUs with bf16 dot products): the field holds pairs of samples next to
+//   each other per channel, so one dot-product instruction adds two samples' products for 16
+//   channels (schedule_pair_operands).
 #include "backward_weight_schedule.h"
 #include "weight_tiles.h"
 
@@ -23,6 +26,49 @@ using namespace Halide;
 namespace {
 
 int vector_registers(const Target &target) { return target.has_feature(Target::AVX512) ? 32 : 16; }
+
+// bf16_pairs: each step of a slot's sum is one bf16 dot-product instruction, lane u adding the
+// products of channel u with a pair of samples: 16 channels x 2 samples of the field (one vector of
+// 32 bfloat16, the pair next to each other) against the pair's two dŷ (one 32-bit broadcast). The
+// channels run in whole vectors, zero past C, so that no step has a tail.
+void schedule_pair_operands(SlotSweepStages &s, const LoopLevel &block_level, int lanes, int channel_vectors) {
+    const TailStrategy tail = TailStrategy::GuardWithIf, whole = TailStrategy::RoundUp;
+    const int block = lanes * channel_vectors;
+    const RVar member = s.samples.x, pair = s.samples.y;
+    s.contribution.vectorize(s.c, lanes, whole).unroll(s.c, channel_vectors, tail);
+    s.contribution.update()
+        .reorder(member, s.c, pair)
+        .atomic()
+        .vectorize(member)
+        .vectorize(s.c, lanes, whole)
+        .unroll(s.c, channel_vectors, tail)
+        .unroll(pair);
+
+    // The receptive field of one pixel, tap and block of samples (pairs innermost, then channels),
+    // in fixed-size storage kept in registers across the slots.
+    Func field = s.input_pairs.in(s.contribution);
+    const std::vector<Var> f = field.args();  // (member, c, w, h, pair)
+    field.compute_at(s.partial, s.p.w)
+        .store_in(MemoryType::Stack)
+        .bound_storage(f[0], 2)
+        .bound_storage(f[1], block)
+        .bound_storage(f[2], 1)
+        .bound_storage(f[3], 1)
+        .bound_storage(f[4], s.block_samples / 2)
+        .reorder(f[0], f[1], f[4], f[2], f[3])
+        .vectorize(f[0], 2)
+        .vectorize(f[1], lanes, whole)
+        .unroll(f[1], channel_vectors, tail)
+        .unroll(f[4]);
+
+    // The band's input rows of a channel block in the same order, from x as it is.
+    const std::vector<Var> in = s.input_pairs.args();
+    s.input_pairs.compute_at(block_level)
+        .reorder_storage(in[0], in[1], in[4], in[2], in[3])
+        .reorder(in[0], in[1], in[4], in[2], in[3])
+        .vectorize(in[0], 2)
+        .vectorize(in[1], lanes, tail);
+}
 
 }  // namespace
 
@@ -66,32 +112,37 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     // One slot's channel block, summed over the block's samples in registers.
     s.contribution.compute_at(s.partial, s.p.x);
     for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
-    s.contribution.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail);
-    s.contribution.update()
-        .reorder(s.c, s.samples.x)
-        .vectorize(s.c, lanes, tail)
-        .unroll(s.c, channel_vectors, tail)
-        .unroll(s.samples.x);
+    if (s.bf16_pairs) {
+        schedule_pair_operands(s, LoopLevel(s.partial, co), lanes, channel_vectors);
+    } else {
+        s.contribution.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail);
+        s.contribution.update()
+            .reorder(s.c, s.samples.x)
+            .vectorize(s.c, lanes, tail)
+            .unroll(s.c, channel_vectors, tail)
+            .unroll(s.samples.x);
 
-    // The receptive field of one pixel, tap and block of samples, in fixed-size storage that the
-    // compiler keeps in registers across the slots.
-    Func field = s.input.in(s.contribution);
-    const std::vector<Var> f = field.args();  // (w, h, c, b)
-    field.compute_at(s.partial, s.p.w)
-        .store_in(MemoryType::Stack)
-        .bound_storage(f[0], 1)
-        .bound_storage(f[1], 1)
-        .bound_storage(f[2], block)
-        .bound_storage(f[3], s.block_samples)
-        .reorder(f[2], f[3], f[0], f[1])
-        .vectorize(f[2], lanes, tail)
-        .unroll(f[2], channel_vectors, tail)
-        .unroll(f[3]);
+        // The receptive field of one pixel, tap and block of samples, in fixed-size storage that
+        // the compiler keeps in registers across the slots.
+        Func field = s.input.in(s.contribution);
+        const std::vector<Var> f = field.args();  // (w, h, c, b)
+        field.compute_at(s.partial, s.p.w)
+            .store_in(MemoryType::Stack)
+            .bound_storage(f[0], 1)
+            .bound_storage(f[1], 1)
+            .bound_storage(f[2], block)
+            .bound_storage(f[3], s.block_samples)
+            .reorder(f[2], f[3], f[0], f[1])
+            .vectorize(f[2], lanes, tail)
+            .unroll(f[2], channel_vectors, tail)
+            .unroll(f[3]);
+        // The band's input rows (a channel block) with the samples next to the channels.
+        schedule_block_input(s.input, LoopLevel(s.partial, co), lanes, s.width);
+    }
 
-    // dŷ and the band's input rows (a channel block) with the samples next to the channels; both
-    // are computed over whole blocks of samples, the padding zeros included.
+    // dŷ with the samples innermost, computed over whole blocks of samples, the padding zeros
+    // included.
     schedule_samples_innermost(s.gated, lanes, s.block_samples, Internal::const_true(), s.width);
-    schedule_block_input(s.input, LoopLevel(s.partial, co), lanes, s.width);
     schedule_band_sum(s.total, s.output, s.c, s.kw, s.kh, s.row, s.t, lanes);
 }
 

@@ -1,11 +1,13 @@
 // CPU schedule of the forward's union_tiles algorithm (generator parameter union_tiles=true,
 // shared routing).
 //
-// - One task per tile row of a sample; per tile, its union (uses, position, members, blocks) is
-//   found first, a few thousand scalar steps against the tile's millions of FMAs.
-// - Register tile: block_rows union rows x `vectors` pixel vectors along `rows` of the tile's grid rows, each
-//   a vector of sums over the whole receptive field (kw innermost, then kh, then the channels, the
-//   order the bank holds a row in). Per step it loads `vectors` input vectors and broadcasts
+// - Every tile's union (uses, position, members, blocks) is found once per call, before the
+//   products (the routing is the same for every sample): a few thousand scalar steps per tile
+//   against its millions of FMAs per sample.
+// - One task per tile row of a sample.
+// - Register tile: block_rows union rows x `vectors` pixel vectors along `rows` of the tile's grid
+//   rows, each a vector of sums over the whole receptive field (kw innermost, then kh, then the
+//   channels, the order the bank holds a row in). Per step it loads `vectors` input vectors and broadcasts
 //   block_rows weights for block_rows x vectors FMAs; a block's rows (block_rows · C·K·K weights)
 //   stay in L1 while it sweeps the tile's pixels and samples.
 // - Only the blocks the union fills are computed: the guard sits on the block loop, outside the
@@ -40,11 +42,11 @@ void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
         .parallel(task)
         .vectorize(wt, lanes, TailStrategy::GuardWithIf);
 
-    // The tile's union, once per tile.
-    for (Func f : {s.uses, s.position, s.members, s.blocks}) f.compute_at(out, wo);
+    // The tiles' unions, once per call, a row of tiles per task.
+    for (Func f : {s.uses, s.position, s.members, s.blocks}) f.compute_root().parallel(s.ty);
     s.uses.vectorize(s.e, lanes, TailStrategy::GuardWithIf);
-    // The scatters and the running count: serial scalar steps.
-    for (Func f : {s.uses, s.position, s.members}) f.update().unscheduled();
+    // The scatters and the running count: serial scalar steps within a tile.
+    for (Func f : {s.uses, s.position, s.members}) f.update().parallel(s.ty);
 
     Var wg("wg"), wv("wv"), hg("hg"), hv("hv");
     s.union_response.compute_at(out, wo);
@@ -56,17 +58,12 @@ void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
 
     // The register tile, over the whole receptive field.
     const std::vector<Var> a = s.block_response.args();  // (wi, hi, ui, block, tx, ty, b)
-    s.block_response.compute_at(s.union_response, wg)
-        .vectorize(a[0], lanes, TailStrategy::GuardWithIf)
-        .unroll(a[0])
-        .unroll(a[1])
-        .unroll(a[2]);
-    s.block_response.update()
-        .reorder(a[0], a[1], a[2], s.r.x, s.r.y, s.r.z, a[3], a[4], a[5], a[6])
-        .vectorize(a[0], lanes, TailStrategy::GuardWithIf)
-        .unroll(a[0])
-        .unroll(a[1])
-        .unroll(a[2]);
+    auto in_registers = [&](Stage stage) {
+        stage.vectorize(a[0], lanes, TailStrategy::GuardWithIf).unroll(a[0]).unroll(a[1]).unroll(a[2]);
+    };
+    s.block_response.compute_at(s.union_response, wg);
+    in_registers(s.block_response);
+    in_registers(s.block_response.update().reorder(a[0], a[1], a[2], s.r.x, s.r.y, s.r.z, a[3], a[4], a[5], a[6]));
 
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
     Var cb("cb");
