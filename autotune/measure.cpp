@@ -129,16 +129,20 @@ bool OpBench::matches_reference(std::string &why) const {
         if (got.type().is_float() || got.type().is_bfloat()) {
             // bfloat16 results are compared to a bfloat16 unit (2^-8), float32 ones to 1e-3.
             const bool bf16 = got.type().is_bfloat();
-            auto value = [&](const Buffer<> &b, const int *pos) {
-                return bf16 ? static_cast<double>(Buffer<bfloat16_t>(b)(pos)) : static_cast<double>(Buffer<float>(b)(pos));
-            };
             double worst = 0, scale = 1;
-            want.for_each_element([&](const int *pos) {
-                const double w = value(want, pos);
-                scale = std::max(scale, std::abs(w));
-                const double diff = std::abs(value(got, pos) - w);
-                worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
-            });
+            auto compare = [&](const auto &g, const auto &w) {
+                w.for_each_element([&](const int *pos) {
+                    const double expected = static_cast<double>(w(pos));
+                    scale = std::max(scale, std::abs(expected));
+                    const double diff = std::abs(static_cast<double>(g(pos)) - expected);
+                    worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
+                });
+            };
+            if (bf16) {
+                compare(Buffer<bfloat16_t>(got), Buffer<bfloat16_t>(want));
+            } else {
+                compare(Buffer<float>(got), Buffer<float>(want));
+            }
             if (!(worst <= (bf16 ? 1.0 / 256 : 1e-3) * scale)) {
                 why = "wrong results: " + name + " differs by " + std::to_string(worst);
                 return false;

@@ -189,6 +189,14 @@ set(SMOE_FORMULATION_VARIANTS
 
 option(SMOE_CPU_FORMULATIONS "Build the formulation variants of the float32 CPU kernels" ON)
 
+# A variant's generator params as a list: they are separated by commas, and several knobs of one
+# param are joined by "+" (knobs=a:1+b:2 becomes knobs=a:1,b:2).
+function(_smoe_param_list params out)
+  string(REPLACE "," ";" list "${params}")
+  string(REPLACE "+" "," list "${list}")
+  set(${out} "${list}" PARENT_SCOPE)
+endfunction()
+
 # One CPU kernel of an op's generator beside its regular ones: a formulation, tuned or bfloat16
 # variant.
 function(_smoe_add_cpu_variant name op dtype targets shared weighted)
@@ -231,9 +239,7 @@ function(smoe_add_formulation_variants header)
     list(GET fields 2 params)
     list(GET fields 3 routings)
     list(GET fields 4 classes)
-    # Generator params are separated by commas, as in the bfloat16 list.
-    string(REPLACE "," ";" param_list "${params}")
-    string(REPLACE "+" "," param_list "${param_list}")
+    _smoe_param_list("${params}" param_list)
     _smoe_routing_variants(${routings} routing_variants)
     foreach (routing_variant IN LISTS routing_variants)
       _smoe_routing_flags(${routing_variant} routing gating shared_flag weighted_flag)
@@ -259,9 +265,8 @@ endfunction()
 # gradient's slot sweeps summing pairs of samples the same way, for CPUs with AVX512_BF16
 # (SMOE_CPU_BF16_DOT_TARGET; empty: not built), and `amx_tiles`, the forward as one dense product
 # over all experts per strip of pixels on AMX tiles, then each channel's expert row (dense_tiles),
-# for CPUs with AMX
-# (SMOE_CPU_AMX_TARGET; empty: not built). Shared routing only: the tensor routing of the weather
-# networks, and a short build.
+# for CPUs with AMX (SMOE_CPU_AMX_TARGET; empty: not built). Shared routing only: the tensor
+# routing of the weather networks, and a short build.
 # op|name|target (best: the best of SMOE_CPU_TARGETS; dot, amx: the targets above)|generator params|routings.
 option(SMOE_CPU_BF16_VARIANTS "Build the bfloat16 variants of the forward and the expert-side gradients" ON)
 set(SMOE_CPU_BF16_DOT_TARGET
@@ -298,9 +303,7 @@ function(smoe_add_bf16_variants header)
     list(GET fields 2 which_target)
     list(GET fields 3 params)
     list(GET fields 4 routings)
-    string(REPLACE "," ";" params "${params}")
-    # Several knobs of one variant are joined by "+" (commas separate its generator params).
-    string(REPLACE "+" "," params "${params}")
+    _smoe_param_list("${params}" params)
     if (which_target STREQUAL "best")
       set(cpu_target "${best_target}")
       if (NOT cpu_target MATCHES "-avx2")

@@ -7,9 +7,9 @@
 // - One task per tile row of a sample.
 // - Register tile: block_rows union rows x `vectors` pixel vectors along `rows` of the tile's grid
 //   rows, each a vector of sums over the whole receptive field (kw innermost, then kh, then the
-//   channels, the order the bank holds a row in). Per step it loads `vectors` input vectors and broadcasts
-//   block_rows weights for block_rows x vectors FMAs; a block's rows (block_rows · C·K·K weights)
-//   stay in L1 while it sweeps the tile's pixels and samples.
+//   channels, the order the bank holds a row in). Per step it loads `vectors` input vectors and
+//   broadcasts block_rows weights for block_rows x vectors FMAs; a block's rows
+//   (block_rows · C·K·K weights) stay in L1 while it sweeps the tile's pixels and samples.
 // - Only the blocks the union fills are computed: the guard sits on the block loop, outside the
 //   register tile.
 // - The output reads each pixel's rows from the tile's responses (a gather along the grid row).
