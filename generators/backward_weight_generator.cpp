@@ -167,15 +167,13 @@ private:
         Expr pad = K / 2;
         Expr blocks = (batch + samples - 1) / samples;
 
-        Func input = BoundaryConditions::constant_exterior(widened(*x, value_type, "x_values"), cast(value_type, 0),
-                                                           {{0, width}, {0, height}, {Expr(), Expr()}, {0, batch}});
         Func padded_gated = BoundaryConditions::constant_exterior(
             gated, cast(value_type, 0), {{Expr(), Expr()}, {Expr(), Expr()}, {Expr(), Expr()}, {0, batch}});
 
         Func contribution("contribution");
         contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
         RDom rs;
-        Func input_pairs("input_pairs"), gated_values = padded_gated;
+        Func input, input_pairs("input_pairs"), gated_values = padded_gated;
         if (bf16_pairs) {
             if (samples % 2 != 0) throw CompileError("smoe_backward_weight: bf16_pairs needs an even sample_block");
             // Both operands stay bfloat16 until multiplied: x as it is, dŷ rounded once per call;
@@ -193,6 +191,8 @@ private:
                 cast(value_type, gated_values(w, h, jf, pair * 2 + rs.x)) *
                 cast(value_type, input_pairs(rs.x, c, w + kw - pad, h + kh - pad, pair));
         } else {
+            input = BoundaryConditions::constant_exterior(widened(*x, value_type, "x_values"), cast(value_type, 0),
+                                                          {{0, width}, {0, height}, {Expr(), Expr()}, {0, batch}});
             rs = RDom(0, samples, "rs");
             Expr sample = block * samples + rs;
             contribution(kw, kh, c, w, h, jf, block) +=

@@ -44,7 +44,7 @@ struct ExpertGroupStages {
 // pixel-major in blocks of samples.
 constexpr int kSlotSweeps = 2;
 struct SlotSweepStages {
-    Halide::Func input;         // x with zero padding, also past the batch, (w, h, c, b)
+    Halide::Func input;         // x widened, zero past the grid and the batch, (w, h, c, b); none with bf16_pairs
     Halide::Func gated;         // dŷ, zero past the batch, (w, h, jf, b); bfloat16 with bf16_pairs
     Halide::Func input_pairs;   // bf16_pairs only: bfloat16 x, (member, c, w, h, pair), sample = 2 pair + member
     Halide::Func contribution;  // (kw, kh, c, w, h, jf, block): a reduction over the block's samples

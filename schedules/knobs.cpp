@@ -154,6 +154,15 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
              "slot sweeps: samples per block, the batch padded with zeros to whole blocks (0: a vector "
              "register's worth of broadcasts, 8 on AVX-512, 4 on AVX2)",
              {2}},
+            {"tap_order", {0, 1}, 1,
+             "slot sweeps: 1: taps outermost in a band's channel block, so that one tap's rows are what the "
+             "slots revisit; 0: per pixel its taps",
+             {2}},
+            {"row_padding", {0, 1, 2}, 0,
+             "slot sweeps: 1: the band's partial sum stores its channels padded to a multiple of 48, so that the "
+             "rows of experts a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the "
+             "target's choice (padded for float32 on AVX-512)",
+             {2}},
             {"band_lanes", {0, 1}, 0,
              "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
              "(0: channel vectors, one task per band)",

@@ -9,8 +9,13 @@
 // The tap tiles re-read the receptive field for every slot; the fixed block of samples is what
 // lets the field stay in registers whatever the batch.
 //
-// - The channel blocks are the outermost loop of a band's task: the band's partial rows of one
-//   block and its channel-innermost input rows stay in L2 while the band's pixels are visited.
+// - The channel blocks are the outermost loop of a band's task, then the taps (knob tap_order): the
+//   band's partial rows of one block and tap and its channel-innermost input rows stay in L2 while
+//   the band's pixels are visited.
+// - The partial rows of 128 float32 channels sit 9 x 512 B apart, so experts 8 apart share their
+//   4 KiB offset and L1 sets, and a slot's row load waits on an unrelated store. Channels padded to
+//   a multiple of 48 (144 for 128) break that (knob row_padding): measured 14% on AVX-512 float32
+//   at C = 128, nothing at C = 64, a loss with bf16 pairs and on AVX2, so only the first is padded.
 // - Bands are summed last, in band order, vectorised over channels: deterministic, whatever the
 //   number of threads.
 // - bf16_pairs (bfloat16 on CPUs with bf16 dot products): the field holds pairs of samples next to
@@ -26,6 +31,14 @@ using namespace Halide;
 namespace {
 
 int vector_registers(const Target &target) { return target.has_feature(Target::AVX512) ? 32 : 16; }
+
+// The receptive field of one pixel, tap and block of samples, computed per block of samples into
+// fixed-size storage (extents by dimension) that the compiler keeps in registers across the slots.
+void hold_field(Func field, const SlotSweepStages &s, const std::vector<int> &extents) {
+    field.compute_at(s.partial, s.p.w).store_in(MemoryType::Stack);
+    const std::vector<Var> dims = field.args();
+    for (size_t i = 0; i < dims.size(); i++) field.bound_storage(dims[i], extents[i]);
+}
 
 // bf16_pairs: each step of a slot's sum is one bf16 dot-product instruction, lane u adding the
 // products of channel u with a pair of samples: 16 channels x 2 samples of the field (one vector of
@@ -44,18 +57,11 @@ void schedule_pair_operands(SlotSweepStages &s, const LoopLevel &block_level, in
         .unroll(s.c, channel_vectors, tail)
         .unroll(pair);
 
-    // The receptive field of one pixel, tap and block of samples (pairs innermost, then channels),
-    // in fixed-size storage kept in registers across the slots.
+    // The field with pairs innermost, then channels.
     Func field = s.input_pairs.in(s.contribution);
     const std::vector<Var> f = field.args();  // (member, c, w, h, pair)
-    field.compute_at(s.partial, s.p.w)
-        .store_in(MemoryType::Stack)
-        .bound_storage(f[0], 2)
-        .bound_storage(f[1], block)
-        .bound_storage(f[2], 1)
-        .bound_storage(f[3], 1)
-        .bound_storage(f[4], s.block_samples / 2)
-        .reorder(f[0], f[1], f[4], f[2], f[3])
+    hold_field(field, s, {2, block, 1, 1, s.block_samples / 2});
+    field.reorder(f[0], f[1], f[4], f[2], f[3])
         .vectorize(f[0], 2)
         .vectorize(f[1], lanes, whole)
         .unroll(f[1], channel_vectors, tail)
@@ -89,17 +95,24 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     const int block = lanes * channel_vectors;
 
     s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);
+    const bool pad_rows = knobs["row_padding"] == 0 ? target.has_feature(Target::AVX512) && !s.bf16_pairs
+                                                    : knobs["row_padding"] == 1;
+    if (pad_rows) s.partial.align_storage(s.c, 48);
     s.partial.reorder(s.c, s.kw, s.kh, s.row, s.band).parallel(s.band).vectorize(s.c, lanes, tail);
 
-    // Per band and channel block: rows, pixels, taps and blocks of samples; the slots innermost,
-    // each adding to one block of its expert's row. Whole channel blocks and one output channel
-    // per expert (the usual layer: the row needs no division by F) get their own code; narrower
-    // blocks serve the rest.
+    // Per band and channel block: taps, rows, pixels and blocks of samples (or rows, pixels, taps
+    // and blocks); the slots innermost, each adding to one block of its expert's row. Whole
+    // channel blocks and one output channel per expert (the usual layer: the row needs no division
+    // by F) get their own code; narrower blocks serve the rest.
     Var co("co"), ci("ci");
     auto schedule_sweep = [&](Stage stage, int channels_per_block) {
-        stage.split(s.c, co, ci, channels_per_block, tail)
-            .reorder(ci, s.p.x, s.p.w, s.kw, s.kh, s.p.y, s.p.z, co, s.band)
-            .parallel(s.band)
+        stage.split(s.c, co, ci, channels_per_block, tail);
+        if (knobs["tap_order"] == 1) {
+            stage.reorder(ci, s.p.x, s.p.w, s.p.y, s.p.z, s.kw, s.kh, co, s.band);
+        } else {
+            stage.reorder(ci, s.p.x, s.p.w, s.kw, s.kh, s.p.y, s.p.z, co, s.band);
+        }
+        stage.parallel(s.band)
             .vectorize(ci, lanes)
             .unroll(ci);
     };
@@ -122,17 +135,11 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
             .unroll(s.c, channel_vectors, tail)
             .unroll(s.samples.x);
 
-        // The receptive field of one pixel, tap and block of samples, in fixed-size storage that
-        // the compiler keeps in registers across the slots.
+        // The field with channels innermost, then samples.
         Func field = s.input.in(s.contribution);
         const std::vector<Var> f = field.args();  // (w, h, c, b)
-        field.compute_at(s.partial, s.p.w)
-            .store_in(MemoryType::Stack)
-            .bound_storage(f[0], 1)
-            .bound_storage(f[1], 1)
-            .bound_storage(f[2], block)
-            .bound_storage(f[3], s.block_samples)
-            .reorder(f[2], f[3], f[0], f[1])
+        hold_field(field, s, {1, 1, block, s.block_samples});
+        field.reorder(f[2], f[3], f[0], f[1])
             .vectorize(f[2], lanes, tail)
             .unroll(f[2], channel_vectors, tail)
             .unroll(f[3]);
