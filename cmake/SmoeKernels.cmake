@@ -175,7 +175,7 @@ endfunction()
 # generator parameter that changes the summation order), built for every CPU target beside the
 # regular kernel: op|name|generator params (comma-separated; several knobs of one param joined by
 # "+")|routings (all, shared)|shape classes it is chosen for
-# when measurement is off. With measurement on (the default) every variant of the op competes for
+# when measurement is off (the first listed for the class). With measurement on (the default) every variant of the op competes for
 # every shape (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular kernels,
 # whose pixel tiles and row vectors suit them. The variants are built for the AVX2-or-better
 # targets of SMOE_CPU_TARGETS only (all of them when it has none): on an older CPU the regular
@@ -185,6 +185,7 @@ set(SMOE_FORMULATION_VARIANTS
     "forward|channel_dots|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_data|channel_axpys|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_weight|slot_sweeps|knobs=formulation:2|shared|b4+_c8+"
+    "backward_weight|dense_rows|dense_rows=true|shared|b1-3_c8+"
     "backward_weight|expert_groups|group_pixels=16|shared|b1-3_c8+")
 
 option(SMOE_CPU_FORMULATIONS "Build the formulation variants of the float32 CPU kernels" ON)

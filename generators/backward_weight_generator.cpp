@@ -42,6 +42,7 @@ public:
     GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
     GeneratorParam<int> group_pixels{"group_pixels", 0};  // 0: pixel-major; else expert-major (shared routing)
     GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};  // slot sweeps summing sample pairs (bfloat16, CPU)
+    GeneratorParam<bool> dense_rows{"dense_rows", false};  // every expert row over every pixel (shared routing, CPU)
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
@@ -95,6 +96,14 @@ public:
         Func expert_row("expert_row");
         expert_row(row_args) = clamp((*indices)(slot_args), 0, experts - 1) * F + jf % F;
 
+        if (dense_rows) {
+            if (!shared_routing || group_pixels > 0 || bf16_pairs || get_target().has_gpu_feature()) {
+                throw CompileError("smoe_backward_weight: dense_rows=true needs shared routing and a CPU target, "
+                                   "without group_pixels or bf16_pairs");
+            }
+            sum_densely(input, gated, value_type);
+            return;
+        }
         if (group_pixels > 0 && shared_routing) {
             sum_by_expert_groups(input, gated, bands, value_type);
             return;
@@ -220,6 +229,42 @@ private:
                                jf,    b,            block,       rs,           p,       t,     x->dim(2).extent(),
                                *out_per_expert,     width,       samples,      bf16_pairs};
         if (!using_autoscheduler()) schedule_slot_sweeps(stages, choices, get_target());
+    }
+
+    // The dense order (shared routing): every expert row summed over every pixel and sample, its dŷ
+    // zero where the pixel does not select the expert. Twice the products of the sparse orders at
+    // NE = 2E, as in the naive path, but one matrix product with no gathered rows: per row the
+    // pixels' dŷ against the receptive fields, each a contiguous block of channels.
+    void sum_densely(Func input, Func gated, const Type &value_type) {
+        Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b");
+        Expr F = *out_per_expert;
+        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
+        Expr batch = x->dim(3).extent();
+        Expr selected = grad_y->dim(2).extent() / F;
+        Expr K = grad_weight->dim(0).extent();
+        Expr pad = K / 2;
+        Expr experts = grad_weight->dim(3).extent() / F;
+
+        // dŷ spread to every expert row: zero, then each slot's F channels added to its expert's rows
+        // (added, so that an expert selected twice at a pixel counts twice, as in the sparse orders).
+        RDom rs(0, selected * F, "rs");
+        Func row_error("row_error");
+        row_error(row, w, h, b) = cast(value_type, 0);
+        row_error(clamp((*indices)(w, h, rs / F), 0, experts - 1) * F + rs % F, w, h, b) += gated(w, h, rs, b);
+        Func channels_last("channels_last");
+        channels_last(c, w, h, b) = input(w, h, c, b);
+
+        RDom r(0, width, 0, height, 0, batch, "r");
+        Func total("total");
+        total(kw, kh, c, row) = cast(value_type, 0);
+        total(kw, kh, c, row) += row_error(row, r.x, r.y, r.z) * channels_last(c, r.x + kw - pad, r.y + kh - pad, r.z);
+        (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
+
+        DenseRowStages stages{row_error, channels_last, total, *grad_weight, kw, kh, c, row, w, h, b,
+                              rs, r, x->dim(2).extent(), grad_weight->dim(3).extent()};
+        if (!using_autoscheduler()) {
+            schedule_dense_rows(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
+        }
     }
 
     // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,

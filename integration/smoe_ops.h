@@ -81,7 +81,7 @@ std::vector<std::string> kernel_variants();
 // Which kernel serves the CPU float32 calls of forward, backward_data and backward_weight, and the
 // bfloat16 forward: "auto" (default: measured per shape and cached, or by shape class when
 // SMOE_KERNEL_CACHE=off), "regular", "tuned", or a variant's name (channel_dots, channel_axpys,
-// slot_sweeps, expert_groups; pair_dots for bfloat16).
+// slot_sweeps, dense_rows, expert_groups; pair_dots for bfloat16).
 void set_kernel_variant(const std::string &choice);
 std::string kernel_variant();
 // True when this build and CPU have the bfloat16 forward with bf16 dot-product instructions

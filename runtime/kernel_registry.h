@@ -103,7 +103,7 @@ void set_tuned_kernels_enabled(bool enabled);
 struct FormulationVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
-    const char *name;     // channel_dots, channel_axpys, slot_sweeps, expert_groups
+    const char *name;     // channel_dots, channel_axpys, slot_sweeps, dense_rows, expert_groups
     const char *params;   // the generator parameters it was compiled with
     const char *classes;  // the shape classes it serves when measurement is off, comma-separated
     const void *kernel;

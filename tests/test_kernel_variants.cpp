@@ -105,6 +105,25 @@ TEST_P(KernelChoice, BitwiseDeterministic) {
     }
 }
 
+// The dense rows spread dŷ to every expert row before the product: an expert that a pixel selects
+// in two slots gets both, as in the regular kernel.
+TEST(KernelChoiceApi, DenseRowsCountAnExpertSelectedTwice) {
+    const LayerConfig c{3, 24, 4, 9, 6, 3, 3, 2, true, false};
+    const testing::LayerTensors t = testing::random_layer(c, 35);
+    at::Tensor indices = std::get<0>(reference::route_topk(t.routing, c.E)).clone();
+    indices.select(0, 2).copy_(indices.select(0, 0));  // slot 2 repeats slot 0's expert everywhere
+    const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W});
+    const std::array<bool, 3> mask = {false, true, false};
+    auto grad_weight = [&](const std::string &choice) {
+        const Choice chosen(choice);
+        return std::get<1>(smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt, std::nullopt,
+                                                      c.F, {}, mask));
+    };
+    const at::Tensor regular = grad_weight("regular");
+    ASSERT_GT(regular.abs().max().item<double>(), 0.0);
+    EXPECT_TRUE(reference::compare(grad_weight("dense_rows"), regular, 2e-5).empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Choices, KernelChoice, ::testing::ValuesIn(choices()),
                          [](const auto &info) { return info.param; });
 
