@@ -174,8 +174,8 @@ endfunction()
 # float32 CPU kernels of an op in another formulation (a knob that changes the loop nest, or a
 # generator parameter that changes the summation order), built for every CPU target beside the
 # regular kernel: op|name|generator params (comma-separated; several knobs of one param joined by
-# "+")|routings (all, shared)|shape classes it is chosen for
-# when measurement is off (the first listed for the class). With measurement on (the default) every variant of the op competes for
+# "+")|routings (all, shared)|shape classes it is chosen for when measurement is off (the first
+# listed for the class). With measurement on (the default) every variant of the op competes for
 # every shape (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular kernels,
 # whose pixel tiles and row vectors suit them. The variants are built for the AVX2-or-better
 # targets of SMOE_CPU_TARGETS only (all of them when it has none): on an older CPU the regular

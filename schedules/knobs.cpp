@@ -229,6 +229,8 @@ int Knobs::operator[](const std::string &name) const {
     return it->second;
 }
 
+int vector_registers(const Halide::Target &target) { return target.has_feature(Halide::Target::AVX512) ? 32 : 16; }
+
 std::string format_knobs(const std::map<std::string, int> &knobs) {
     std::string text;
     for (const auto &[name, value] : knobs) {

@@ -43,6 +43,10 @@ private:
     std::map<std::string, int> values_;
 };
 
+// The vector registers of a CPU target, 32 with AVX-512, else 16: what the register tiles' target-
+// derived defaults are sized from.
+int vector_registers(const Halide::Target &target);
+
 // "name:value,..." of a knob map, in name order (the form the `knobs` parameter takes).
 std::string format_knobs(const std::map<std::string, int> &knobs);
 

@@ -50,7 +50,7 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, c
         schedule_tap_tiles_cpu(s, knobs, target);
         return;
     }
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     const int channel_vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 2;
     const int chunk = lanes * channel_vectors;
 

@@ -32,7 +32,7 @@ struct AxpyTile {
 
 void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.gradient.type());
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     // Half the registers accumulate; the rest hold a row's vectors and the samples' broadcasts.
     const int accumulators = registers / 2;
     const int widest_batch = knobs["axpy_batch"] > 0 ? knobs["axpy_batch"] : registers / 4;

@@ -36,7 +36,7 @@ struct DotTile {
 
 void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.response.type());
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     // 3/4 of the vector registers accumulate; the rest hold the step's weight and input vectors.
     const int accumulators = registers * 3 / 4;
     const int widest_batch = knobs["dot_batch"] > 0 ? knobs["dot_batch"] : registers / 4;

@@ -9,8 +9,9 @@
 //   re-laid out channels innermost (channels_last): each step of a tile's sum reads one block of
 //   channels of one receptive field and broadcasts one dŷ per row.
 // - A register tile per tap, `channel_vectors` channel vectors x as many rows as make three
-//   quarters of the vector registers, sums over the whole grid and batch, then is written once. The row tiles are the tasks: each output is one
-//   task's sum in a fixed order, so the result does not depend on the number of threads.
+//   quarters of the vector registers, sums over the whole grid and batch, then is written once.
+//   The row tiles are the tasks: each output is one task's sum in a fixed order, so the result
+//   does not depend on the number of threads.
 // - Tiles at the edges of the channels and rows overlap their neighbours (ShiftInwards) so that
 //   every tile has the same fixed size; fewer channels or rows than a tile take narrower code.
 #include "backward_weight_schedule.h"
@@ -23,7 +24,7 @@ void schedule_dense_rows(DenseRowStages &s, const Knobs &knobs, const Target &ta
     if (target.has_gpu_feature()) {
         throw CompileError("smoe: the weight gradient's dense order (dense_rows) is scheduled for CPUs only");
     }
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     const int lanes = target.natural_vector_size(s.total.type());
     // 4 x 6 accumulators of 32 registers on AVX-512, 2 x 6 of 16 on AVX2: the rest hold the
     // channel vectors of one step and a broadcast.

@@ -71,7 +71,7 @@ std::vector<RegisterTile> register_tiles(int accumulators, int max_batch_vectors
 
 void schedule_pixel_tiles_cpu(PixelTileStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.accumulator.type());
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     // ~3/4 of the vector registers accumulate; the rest hold a broadcast and the tile's operand
     // vectors (a tile of batch_vectors operand vectors needs accumulators + batch_vectors + 1
     // registers: 12 + 2 + 1 of AVX2's 16, 24 + 4 + 1 of AVX-512's 32).

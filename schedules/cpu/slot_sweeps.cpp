@@ -30,8 +30,6 @@ using namespace Halide;
 
 namespace {
 
-int vector_registers(const Target &target) { return target.has_feature(Target::AVX512) ? 32 : 16; }
-
 // The receptive field of one pixel, tap and block of samples, computed per block of samples into
 // fixed-size storage (extents by dimension) that the compiler keeps in registers across the slots.
 void hold_field(Func field, const SlotSweepStages &s, const std::vector<int> &extents) {

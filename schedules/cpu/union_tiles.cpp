@@ -25,7 +25,7 @@ using namespace Halide;
 
 void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
     const int lanes = target.natural_vector_size(s.block_response.type());
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     // 3/4 of the vector registers accumulate; the rest hold the step's input vectors and weights.
     const int accumulators = registers * 3 / 4;
     // The register tile's pixels: vectors along the grid row, then rows of the tile.

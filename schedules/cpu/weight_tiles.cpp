@@ -6,7 +6,7 @@ using namespace Halide;
 
 WeightTile weight_tile(const Knobs &knobs, const Target &target, const Type &type) {
     const int lanes = target.natural_vector_size(type);
-    const int registers = target.has_feature(Target::AVX512) ? 32 : 16;
+    const int registers = vector_registers(target);
     const int vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : registers / 8;
     return {lanes, vectors, lanes * vectors};
 }
