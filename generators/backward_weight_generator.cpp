@@ -69,14 +69,7 @@ public:
 
     void generate() {
         Var w("w"), h("h"), c("c"), b("b"), jf("jf"), kw("kw"), kh("kh"), row("row"), band("band");
-        Expr F = *out_per_expert;
-        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
-        Expr batch = x->dim(3).extent();
-        Expr slots = grad_y->dim(2).extent();
-        Expr K = grad_weight->dim(0).extent();
-        Expr pad = K / 2;
-        Expr rows = grad_weight->dim(3).extent();
-        Expr experts = rows / F;
+        const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr bands = (height + band_rows - 1) / band_rows;
         const Type value_type = compute_type_of(dtype);
 
@@ -163,17 +156,31 @@ public:
     }
 
 private:
+    // The run-time extents every order of the sum reads.
+    struct Extents {
+        Expr F, width, height, batch, slots, selected, K, pad, experts;
+    };
+    Extents extents() const {
+        Expr F = *out_per_expert;
+        Expr K = grad_weight->dim(0).extent();
+        return {F,
+                x->dim(0).extent(),
+                x->dim(1).extent(),
+                x->dim(3).extent(),
+                grad_y->dim(2).extent(),
+                grad_y->dim(2).extent() / F,
+                K,
+                K / 2,
+                grad_weight->dim(3).extent() / F};
+    }
+
     // The slot sweeps (shared routing): what one (pixel, slot, block of samples) adds to the slot's
     // expert row, per band, pixels in order and within a pixel the blocks in order. The batch is
     // padded with zero samples to whole blocks, so that every block has the same, fixed size.
     void sum_by_slot_sweeps(Func gated, Func expert_row, Expr bands, const Type &value_type, const Knobs &choices) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), jf("jf"), b("b"), block("block");
         const int samples = slot_sweep_samples(choices, get_target());
-        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
-        Expr batch = x->dim(3).extent();
-        Expr slots = grad_y->dim(2).extent();
-        Expr K = grad_weight->dim(0).extent();
-        Expr pad = K / 2;
+        const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr blocks = (batch + samples - 1) / samples;
 
         Func padded_gated = BoundaryConditions::constant_exterior(
@@ -237,13 +244,7 @@ private:
     // pixels' dŷ against the receptive fields, each a contiguous block of channels.
     void sum_densely(Func input, Func gated, const Type &value_type) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b");
-        Expr F = *out_per_expert;
-        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
-        Expr batch = x->dim(3).extent();
-        Expr selected = grad_y->dim(2).extent() / F;
-        Expr K = grad_weight->dim(0).extent();
-        Expr pad = K / 2;
-        Expr experts = grad_weight->dim(3).extent() / F;
+        const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
 
         // dŷ spread to every expert row: zero, then each slot's F channels added to its expert's rows
         // (added, so that an expert selected twice at a pixel counts twice, as in the sparse orders).
@@ -272,13 +273,7 @@ private:
     void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k");
         const int G = group_pixels;
-        Expr F = *out_per_expert;
-        Expr width = x->dim(0).extent(), height = x->dim(1).extent();
-        Expr batch = x->dim(3).extent();
-        Expr selected = grad_y->dim(2).extent() / F;
-        Expr K = grad_weight->dim(0).extent();
-        Expr pad = K / 2;
-        Expr experts = grad_weight->dim(3).extent() / F;
+        const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr groups = (width + G - 1) / G;
 
         // The inverse of the routing: the slot that selects expert e at a pixel, or -1.
@@ -307,11 +302,15 @@ private:
         group_pixel(k, e, g, h) = 0;
         group_pixel(clamp(cast<int32_t>(entry), 0, 2 * G - 1), e, g, h) = rp;
 
+        // How many of the group's pixels select the expert.
+        Func pixel_count("pixel_count");
+        pixel_count(e, g, h) = cast<int32_t>(popcount(pixel_mask(e, g, h)));
+
         // What one (group, expert row) adds to the row: per sample, over the group's pixels that
         // select the expert (in order), each pixel's dŷ times its receptive field.
         RDom r(0, G, 0, batch, "r");
         Expr expert = row / F;
-        r.where(r.x < cast<int32_t>(popcount(pixel_mask(expert, g, h))));
+        r.where(r.x < pixel_count(expert, g, h));
         Expr at = clamp(g * G + group_pixel(r.x, expert, g, h), 0, width - 1);
         Expr channel = clamp(slot_of(expert, at, h), 0, selected - 1) * F + row % F;
         Func contribution("contribution");
@@ -333,8 +332,9 @@ private:
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        ExpertGroupStages stages{input, gated, slot_of, pixel_mask, group_pixel, contribution, partial, total,
-                                 *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K, batch, width};
+        ExpertGroupStages stages{input, gated, slot_of, pixel_mask, pixel_count, group_pixel, contribution,
+                                 partial, total, *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K,
+                                 batch, width};
         if (!using_autoscheduler()) {
             schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }

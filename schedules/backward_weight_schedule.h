@@ -28,6 +28,7 @@ struct ExpertGroupStages {
     Halide::Func gated;         // dŷ, (w, h, jf, b)
     Halide::Func slot_of;       // (e, w, h): the slot selecting expert e, or -1; update over the slots
     Halide::Func pixel_mask;    // (e, g, h): bit i = pixel i of group g selects e; update over i
+    Halide::Func pixel_count;   // (e, g, h): how many pixels of group g select e
     Halide::Func group_pixel;   // (k, e, g, h): the k-th of them; update over i
     Halide::Func contribution;  // (kw, kh, c, row, g, h): a reduction over r = (the group's pixels, samples)
     Halide::Func partial;       // (kw, kh, c, row, band); update over rg = (g, row in band)

@@ -10,7 +10,7 @@
 // - A task is a band; inside it the channel blocks are outermost, then rows, groups and kh, with
 //   the experts innermost: the group's input row for one kh (a block of channels x samples) stays
 //   in L1 while every expert visits it, the band's partial rows of the block stay in L2.
-// - The inverse of the routing (slot_of, the groups' pixel masks and lists) is made per band.
+// - The inverse of the routing (slot_of, the groups' pixel masks, counts and lists) is made per band.
 #include "backward_weight_schedule.h"
 #include "weight_tiles.h"
 
@@ -37,6 +37,10 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
     s.slot_of.update().unscheduled();  // per pixel its slots, scattered: nothing to vectorise
     s.pixel_mask.compute_at(s.partial, s.band).reorder_storage(s.e, s.g, s.h).vectorize(s.e, tile.lanes, tail);
     s.pixel_mask.update().reorder(s.e, s.mask_pixels.x, s.g, s.h).vectorize(s.e, tile.lanes, tail);
+    // Stored, not inlined: the pixel loop's bound is then a plain load, from which Halide proves
+    // the loop's predicate, so the loop carries no test and the register tile is never spilled to
+    // the stack (ens10-like, JIT: 25.2 -> 22.4 ms).
+    s.pixel_count.compute_at(s.partial, s.band).vectorize(s.e, tile.lanes, tail);
     s.group_pixel.compute_at(s.partial, s.band).reorder_storage(s.k, s.e, s.g, s.h);
 
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
