@@ -59,7 +59,9 @@ const std::vector<KnobSpec> &forward_knobs_cpu() {
             {"dot_batch", {1, 2, 4, 8}, 0,
              "channel dots: samples of the widest register tile (0: registers / 4, 8 on AVX-512)", {1}},
             {"dot_slots", {1, 2, 3, 4, 6}, 0,
-             "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch)", {1}},
+             "channel dots: output channels of the widest register tile (0: 3/4 of the registers / dot_batch, at most 4 for "
+             "tiles of one or two samples)",
+             {1}},
 
         };
         for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
