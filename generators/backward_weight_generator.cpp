@@ -82,13 +82,6 @@ public:
         Expr error = damped_error(widen((*grad_y)(w, h, jf, b), value_type), (*quantile)(b), *error_scale, *damping);
         gated(w, h, jf, b) = weighted ? error * gate : error;
 
-        std::vector<Var> row_args = {w, h, jf};
-        if (!shared_routing) row_args.push_back(b);
-        std::vector<Expr> slot_args = {w, h, jf / F};
-        if (!shared_routing) slot_args.push_back(b);
-        Func expert_row("expert_row");
-        expert_row(row_args) = clamp((*indices)(slot_args), 0, experts - 1) * F + jf % F;
-
         if (dense_rows) {
             if (!shared_routing || group_pixels > 0 || bf16_pairs || get_target().has_gpu_feature()) {
                 throw CompileError("smoe_backward_weight: dense_rows=true needs shared routing and a CPU target, "
@@ -101,6 +94,15 @@ public:
             sum_by_expert_groups(input, gated, bands, value_type);
             return;
         }
+
+        // The sparse orders: each (pixel, output channel)'s row of the gradient.
+        std::vector<Var> row_args = {w, h, jf};
+        if (!shared_routing) row_args.push_back(b);
+        std::vector<Expr> slot_args = {w, h, jf / F};
+        if (!shared_routing) slot_args.push_back(b);
+        Func expert_row("expert_row");
+        expert_row(row_args) = clamp((*indices)(slot_args), 0, experts - 1) * F + jf % F;
+
         const Knobs choices("backward_weight", knobs, knobs_target, get_target());
         if (bf16_pairs && (dtype != BFloat(16) || !shared_routing || get_target().has_gpu_feature() ||
                            group_pixels > 0 || choices["formulation"] != kSlotSweeps)) {

@@ -93,10 +93,11 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
     // dŷ samples-innermost for the rows a task reads, slid down them: a slot's batch is one run.
     const std::vector<Var> g = s.grad_out.args();  // (w, h, jf, b)
     s.grad_out.store_at(out, ho).compute_at(out, hi).reorder_storage(g[3], g[2], g[0], g[1]);
+    s.grad_out.reorder(g[3], g[0], g[2], g[1]);
     const int batch_lanes = std::min(lanes, widest_batch);
-    s.grad_out.specialize(s.batch >= batch_lanes).reorder(g[3], g[0], g[2], g[1]).vectorize(g[3], batch_lanes, tail);
+    s.grad_out.specialize(s.batch >= batch_lanes).vectorize(g[3], batch_lanes, tail);
     // Fewer samples than a vector: the pixels of a slot's row in the lanes, read as they lie.
-    s.grad_out.reorder(g[3], g[0], g[2], g[1]).vectorize(g[0], lanes, tail);
+    s.grad_out.vectorize(g[0], lanes, tail);
     s.expert_row.store_at(out, ho).compute_at(out, hi);
 }
 
