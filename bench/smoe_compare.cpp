@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <functional>
@@ -369,6 +370,16 @@ std::string cpu_description() {
     return name + " (" + vendor + " family " + family + " model " + model + "), " + kernels;
 }
 
+// The instruction-set limits LibTorch's libraries (oneDNN, MKL) read from the environment, when set:
+// with them the baselines run as they would on a CPU with only those instructions.
+std::string baseline_isa_limits() {
+    std::string limits;
+    for (const char *name : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"}) {
+        if (const char *value = std::getenv(name)) limits += std::string(limits.empty() ? "" : " ") + name + "=" + value;
+    }
+    return limits.empty() ? "" : "baselines held to " + limits + "\n";
+}
+
 }  // namespace
 
 int main() try {
@@ -377,10 +388,10 @@ int main() try {
     // Every method runs on the same threads; smoe sizes Halide's pool from at::get_num_threads().
     at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
     const double gemm_gflops = smoe::bench::measure_gemm_gflops(kGemmSize);
-    std::printf("smoe compare on %s\nfp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); kernel choice: %s "
+    std::printf("smoe compare on %s\n%sfp32, %d threads, GEMM rate %.1f GFLOP/s (at::mm %lldx%lld); kernel choice: %s "
                 "(cache %s)\ntimes are medians of %d interleaved rounds (each the median of %d calls); ratios show "
                 "their range over the rounds\n\n",
-                cpu_description().c_str(), at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
+                cpu_description().c_str(), baseline_isa_limits().c_str(), at::get_num_threads(), gemm_gflops, static_cast<long long>(kGemmSize),
                 static_cast<long long>(kGemmSize), smoe::kernel_variant().c_str(),
                 smoe::kernel_choice_cache().c_str(), kRounds, kRunsPerRound);
 

@@ -74,7 +74,7 @@ struct SlotSweepStages {
     int block_samples;          // samples per block
     bool bf16_pairs;
 };
-// Samples per block of the slot sweeps: the knob sample_block, else the target's default.
+// Samples per block of the slot sweeps: the knob sample_block, else 8.
 int slot_sweep_samples(const Knobs &knobs, const Halide::Target &target);
 void schedule_slot_sweeps(SlotSweepStages &stages, const Knobs &knobs, const Halide::Target &target);
 

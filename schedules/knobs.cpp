@@ -151,10 +151,9 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
              "channel_vectors channel vectors held while the pixel's slots add to their rows"},
             {"channel_vectors", {1, 2, 4, 8, 16}, 0,
              "channel vectors summed over the batch in registers (0: half the vector registers; tap tiles, "
-             "slot sweeps, expert groups and dense rows: registers / 8)"},
+             "slot sweeps and expert groups: 4; dense rows: registers / 8)"},
             {"sample_block", {4, 8, 16}, 0,
-             "slot sweeps: samples per block, the batch padded with zeros to whole blocks (0: a vector "
-             "register's worth of broadcasts, 8 on AVX-512, 4 on AVX2)",
+             "slot sweeps: samples per block, the batch padded with zeros to whole blocks (0: 8)",
              {2}},
             {"tap_order", {0, 1}, 1,
              "slot sweeps: 1: taps outermost in a band's channel block, so that one tap's rows are what the "

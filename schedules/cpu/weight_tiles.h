@@ -12,10 +12,13 @@ namespace smoe {
 
 // Taps along kw in one register tile: a K = 3 row (every benchmark layer), a 5 or 7 in passes.
 constexpr int kTileTaps = 3;
+// Channel vectors per block by default, on AVX-512 and AVX2 alike (tap tiles, expert groups and
+// slot sweeps).
+constexpr int kTileChannelVectors = 4;
 
 struct WeightTile {
     int lanes;
-    int channel_vectors;  // knob channel_vectors; default registers / 8 (3 x 4 of AVX-512's 32)
+    int channel_vectors;  // knob channel_vectors; default kTileChannelVectors
     int block;            // channels per tile: lanes x channel_vectors
 };
 WeightTile weight_tile(const Knobs &knobs, const Halide::Target &target, const Halide::Type &type);
