@@ -171,26 +171,37 @@ std::string extents(const halide_buffer_t *b) {
     return text;
 }
 
+// A call's exact layer shape for the measured choice: the input, the bank (NE·F rows) and the
+// output side (E·F channels), and F, so that layers differing only in E or F are measured apart.
+std::string layer_shape(const halide_buffer_t *input, const halide_buffer_t *bank, const halide_buffer_t *output,
+                        int out_per_expert) {
+    return extents(input) + " " + extents(bank) + " " + extents(output) + " F" + std::to_string(out_per_expert);
+}
+
 template <>
 struct TunedOp<ForwardArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "forward";
     static const halide_buffer_t *input(const ForwardArgs &a) { return a.x; }
-    static std::string shape(const ForwardArgs &a) { return extents(a.x) + " " + extents(a.weight); }
+    static std::string shape(const ForwardArgs &a) { return layer_shape(a.x, a.weight, a.y, a.out_per_expert); }
 };
 template <>
 struct TunedOp<BackwardDataArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "backward_data";
     static const halide_buffer_t *input(const BackwardDataArgs &a) { return a.grad_x; }
-    static std::string shape(const BackwardDataArgs &a) { return extents(a.grad_x) + " " + extents(a.weight); }
+    static std::string shape(const BackwardDataArgs &a) {
+        return layer_shape(a.grad_x, a.weight, a.grad_y, a.out_per_expert);
+    }
 };
 template <>
 struct TunedOp<BackwardWeightArgs> {
     static constexpr bool has_variants = true;
     static constexpr const char *name = "backward_weight";
     static const halide_buffer_t *input(const BackwardWeightArgs &a) { return a.x; }
-    static std::string shape(const BackwardWeightArgs &a) { return extents(a.x) + " " + extents(a.grad_weight); }
+    static std::string shape(const BackwardWeightArgs &a) {
+        return layer_shape(a.x, a.grad_weight, a.grad_y, a.out_per_expert);
+    }
 };
 
 // The compiled tuned variants this CPU runs, per op and routing variant, indexed by shape class.
