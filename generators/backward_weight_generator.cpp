@@ -181,7 +181,7 @@ private:
     // padded with zero samples to whole blocks, so that every block has the same, fixed size.
     void sum_by_slot_sweeps(Func gated, Func expert_row, Expr bands, const Type &value_type, const Knobs &choices) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), jf("jf"), b("b"), block("block");
-        const int samples = slot_sweep_samples(choices, get_target());
+        const int samples = slot_sweep_samples(choices);
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr blocks = (batch + samples - 1) / samples;
 

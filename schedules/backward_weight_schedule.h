@@ -75,7 +75,7 @@ struct SlotSweepStages {
     bool bf16_pairs;
 };
 // Samples per block of the slot sweeps: the knob sample_block, else 8.
-int slot_sweep_samples(const Knobs &knobs, const Halide::Target &target);
+int slot_sweep_samples(const Knobs &knobs);
 void schedule_slot_sweeps(SlotSweepStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,

@@ -76,7 +76,7 @@ void schedule_pair_operands(SlotSweepStages &s, const LoopLevel &block_level, in
 
 }  // namespace
 
-int slot_sweep_samples(const Knobs &knobs, const Target &) {
+int slot_sweep_samples(const Knobs &knobs) {
     // 8 samples per block on AVX-512 and AVX2 alike: on AVX2, 4 (a register's worth of dŷ
     // broadcasts) re-read each slot's row twice as often (AVX2, JIT, weatherbench, 4 channel
     // vectors: 55.5 against 35.0 ms).
@@ -88,12 +88,12 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
         throw CompileError("smoe: the weight gradient's slot sweeps (formulation=2) are scheduled for CPUs only");
     }
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    const int lanes = target.natural_vector_size(s.total.type());
-    // A block of 4 vectors by default (64 channels on AVX-512, 32 on AVX2): with 8 samples the field
-    // fills the vector registers and the rest is re-read from L1. AVX2, JIT, weatherbench / cifar:
-    // 4 vectors x 8 samples 35.0 / 20.2 ms, against 55.5 / 39.3 with 2 x 4 and 59-62 / 38 regular.
-    const int channel_vectors = knobs["channel_vectors"] > 0 ? knobs["channel_vectors"] : kTileChannelVectors;
-    const int block = lanes * channel_vectors;
+    // The tap tiles' block of channel vectors, 4 by default (64 channels on AVX-512, 32 on AVX2):
+    // with 8 samples the field fills the vector registers and the rest is re-read from L1. AVX2,
+    // JIT, weatherbench / cifar: 4 vectors x 8 samples 35.0 / 20.2 ms, against 55.5 / 39.3 with
+    // 2 x 4 and 59-62 / 38 regular.
+    const WeightTile tile = weight_tile(knobs, target, s.total.type());
+    const int lanes = tile.lanes, channel_vectors = tile.channel_vectors, block = tile.block;
 
     s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);
     const bool pad_rows = knobs["row_padding"] == 0 ? target.has_feature(Target::AVX512) && !s.bf16_pairs
