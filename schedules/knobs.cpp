@@ -34,6 +34,16 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
              {1}},
             {"axpy_vectors", {1, 2, 3, 4}, 0,
              "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)", {1}},
+            {"axpy_taps_outer", {0, 1, 2}, 0,
+             "channel axpys: 1: taps outermost over a tile's pixels (a tap's rows re-read from L1, the pixels' "
+             "sums kept in L1); 2: per pixel its taps, the sums in registers; 0: the target's choice (1 without "
+             "AVX-512)",
+             {1}},
+            {"axpy_row_padding", {0, 1, 2}, 0,
+             "channel axpys: 1: the re-laid-out bank's channels padded to a multiple of 48 (float32), so that "
+             "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the target's choice "
+             "(padded without AVX-512)",
+             {1}},
         };
         for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
         all.push_back({"channel_vectors", {0, 2, 4, 8}, 0,

@@ -248,6 +248,19 @@ class TunedKernels(unittest.TestCase):
                             finally:
                                 smoe.set_tuned_kernels(True)
 
+    def test_target_dependent_knobs_agree_both_ways(self):
+        """Knobs whose default depends on the target (the data gradient's tap order and bank padding)
+        are built one way only on a given host; the tuner checks both against the defaults' outputs
+        on a shape with channel, row and batch tails."""
+        settings = ["formulation:1,axpy_taps_outer:1,axpy_row_padding:1", "formulation:1,axpy_taps_outer:2,axpy_row_padding:2"]
+        result = subprocess.run([TUNE, "--ops", "backward_data", "--config", "3,20,7,19,12,5,3", "--target", TARGET,
+                                 "--rounds", "1"] + [arg for s in settings for arg in ("--compare", s)],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("failed", result.stderr)
+        for setting in settings:
+            self.assertIn(setting, result.stdout)
+
     def test_measured_choice_is_cached_and_reused(self):
         cache = WORK / "kernel_cache.tsv"
         cache.unlink(missing_ok=True)
