@@ -40,7 +40,7 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
              "AVX-512)",
              {1}},
             {"axpy_row_padding", {0, 1, 2}, 0,
-             "channel axpys: 1: the re-laid-out bank's channels padded to a multiple of 48 (float32), so that "
+             "channel axpys: 1: the re-laid-out bank's channels padded to a multiple of 48, so that "
              "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the target's choice "
              "(padded without AVX-512)",
              {1}},
@@ -238,6 +238,11 @@ int Knobs::operator[](const std::string &name) const {
     auto it = values_.find(name);
     if (it == values_.end()) knob_error("a schedule asked for the unknown knob " + name);
     return it->second;
+}
+
+bool Knobs::on(const std::string &name, bool target_choice) const {
+    const int value = (*this)[name];
+    return value == 0 ? target_choice : value == 1;
 }
 
 int vector_registers(const Halide::Target &target) { return target.has_feature(Halide::Target::AVX512) ? 32 : 16; }

@@ -39,6 +39,9 @@ public:
     // The knob's value: the given one, else its default (0 for target-derived defaults).
     int operator[](const std::string &name) const;
 
+    // A knob of values 0 (the target's choice), 1 (on) and 2 (off): whether it is on.
+    bool on(const std::string &name, bool target_choice) const;
+
 private:
     std::map<std::string, int> values_;
 };

@@ -43,9 +43,8 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
     // then 55.3 / 28.5 / 11.7; cifar and ens10-like within noise. AVX-512 keeps the per-pixel taps
     // until measured there.
     const bool wide = target.has_feature(Target::AVX512);
-    const bool taps_outer = knobs["axpy_taps_outer"] == 0 ? !wide : knobs["axpy_taps_outer"] == 1;
-    const bool pad_rows = s.bank.type() == Float(32) &&
-                          (knobs["axpy_row_padding"] == 0 ? !wide : knobs["axpy_row_padding"] == 1);
+    const bool taps_outer = knobs.on("axpy_taps_outer", !wide);
+    const bool pad_rows = knobs.on("axpy_row_padding", !wide);
 
     std::vector<AxpyTile> tiles;
     for (int batch = widest_batch; batch >= 1; batch /= 2) {
@@ -79,17 +78,19 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
         .reorder(s.c, s.b, s.w)
         .vectorize(s.c, lanes, tail);
     Var cv("cv");
+    // Taps outermost over the tile's pixels: the pixels of a tap read rows of one tap only (a tap's
+    // lines of the channel block stay in L1 across them) and their sums wait in L1. Else per pixel.
     if (taps_outer) {
-        // Taps outermost over the tile's pixels: the pixels of a tap read rows of one tap only (a
-        // tap's lines of the channel block stay in L1 across them); the pixels' sums wait in L1.
-        s.gradient.compute_at(out, wo).reorder_storage(s.c, s.b, s.w, s.h).vectorize(s.c, lanes, tail);
-        s.gradient.update()
-            .split(s.c, s.c, cv, lanes, tail)
-            .reorder(cv, s.c, s.b, s.r.z, s.w, s.r.x, s.r.y)
-            .vectorize(cv);
+        s.gradient.compute_at(out, wo);
     } else {
-        s.gradient.compute_at(pixel_tile, s.w).reorder_storage(s.c, s.b, s.w, s.h).vectorize(s.c, lanes, tail);
-        s.gradient.update().split(s.c, s.c, cv, lanes, tail).reorder(cv, s.c, s.b, s.r.z, s.r.x, s.r.y).vectorize(cv);
+        s.gradient.compute_at(pixel_tile, s.w);
+    }
+    s.gradient.reorder_storage(s.c, s.b, s.w, s.h).vectorize(s.c, lanes, tail);
+    Stage update = s.gradient.update().split(s.c, s.c, cv, lanes, tail).vectorize(cv);
+    if (taps_outer) {
+        update.reorder(cv, s.c, s.b, s.r.z, s.w, s.r.x, s.r.y);
+    } else {
+        update.reorder(cv, s.c, s.b, s.r.z, s.r.x, s.r.y);
     }
     auto register_tile = [&](Stage stage, const AxpyTile &t) {
         stage.unroll(s.c, t.vectors, tail).unroll(s.b, t.batch, tail);

@@ -96,8 +96,7 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     const int lanes = tile.lanes, channel_vectors = tile.channel_vectors, block = tile.block;
 
     s.partial.compute_root().reorder_storage(s.c, s.kw, s.kh, s.row, s.band);
-    const bool pad_rows = knobs["row_padding"] == 0 ? target.has_feature(Target::AVX512) && !s.bf16_pairs
-                                                    : knobs["row_padding"] == 1;
+    const bool pad_rows = knobs.on("row_padding", target.has_feature(Target::AVX512) && !s.bf16_pairs);
     if (pad_rows) s.partial.align_storage(s.c, 48);
     s.partial.reorder(s.c, s.kw, s.kh, s.row, s.band).parallel(s.band).vectorize(s.c, lanes, tail);
 
