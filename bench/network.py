@@ -39,15 +39,19 @@ QUANTILE, DAMPING = 0.7, 0.1
 class NaiveSpatialMoE2d(nn.Module):
     """The paper's SMoE layer: every expert everywhere (one convolution), then the selected ones."""
 
-    def __init__(self, in_channels, gate, kernel_size=3):
+    def __init__(self, in_channels, gate, kernel_size=3, periodic_width=True):
         super().__init__()
         self.gate = gate
+        self.periodic_width = periodic_width
         self.weight = nn.Parameter(torch.empty(gate.experts, in_channels, kernel_size, kernel_size))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
 
     def forward(self, x):
         k = self.weight.shape[-1]
-        every = nnf.conv2d(wrap_width(x, k // 2), self.weight, padding=(k // 2, 0))
+        if self.periodic_width:
+            every = nnf.conv2d(wrap_width(x, k // 2), self.weight, padding=(k // 2, 0))
+        else:
+            every = nnf.conv2d(x, self.weight, padding=k // 2)
         routing = self.gate.routing
         indices = routing.detach().topk(self.gate.selected, dim=0).indices
         y = every.gather(1, indices.expand(x.shape[0], -1, -1, -1))
@@ -62,9 +66,9 @@ class NaiveSpatialMoE2d(nn.Module):
 
     def _rc_and_damping(self, dy, indices):
         scale = dy.numel() / 2
-        error = (dy.abs() * scale).flatten(1)
-        quantile = torch.quantile(error, QUANTILE, dim=1).view(-1, 1, 1, 1)
-        correct = (dy.abs() * scale <= quantile + 1e-5).to(dy.dtype)
+        error = dy.abs().float() * scale  # float32 also under autocast: torch.quantile takes no halves
+        quantile = torch.quantile(error.flatten(1), QUANTILE, dim=1).view(-1, 1, 1, 1)
+        correct = (error <= quantile + 1e-5).float()
         batch, selected, height, width = dy.shape
         experts = self.gate.experts
         wrong = selected - correct.sum(1, keepdim=True)
@@ -75,7 +79,7 @@ class NaiveSpatialMoE2d(nn.Module):
         (grad,) = torch.autograd.grad(loss, z)
         routing = self.gate.routing
         routing.grad = grad if routing.grad is None else routing.grad + grad
-        return torch.where(dy.abs() * scale > quantile + 1e-3, dy * DAMPING, dy)
+        return torch.where(error > quantile + 1e-3, dy * DAMPING, dy)
 
 
 def build(method, blocks, height=32, width=64, channels=2):
