@@ -275,6 +275,7 @@ private:
     void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k");
         const int G = group_pixels;
+        if (G > 32) throw CompileError("smoe_backward_weight: group_pixels must be at most 32 (a 32-bit mask per group)");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr groups = (width + G - 1) / G;
 
