@@ -12,10 +12,7 @@
 set(_smoe_pack_choices SMOE_CPU_TARGETS SMOE_CPU_DTYPES SMOE_CUDA SMOE_CUDA_CAPABILITY)
 
 function(smoe_add_kernel_pack dir)
-  set(files "${CMAKE_BINARY_DIR}/kernels/smoe_kernels.h"
-            "${CMAKE_BINARY_DIR}/kernels/smoe_formulation_variants.h"
-            "${CMAKE_BINARY_DIR}/kernels/smoe_tuned_variants.h"
-            "${CMAKE_BINARY_DIR}/kernels/smoe_bf16_variants.h")
+  set(files "")
   set(libs "")
   foreach (lib IN LISTS SMOE_KERNEL_LIBRARIES)
     list(APPEND files "${CMAKE_BINARY_DIR}/${lib}.h")
@@ -28,7 +25,7 @@ function(smoe_add_kernel_pack dir)
   string(APPEND manifest "set(SMOE_PACK_LIBRARIES \"${SMOE_KERNEL_LIBRARIES}\")\n")
   file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/kernel-pack/smoe-kernels.cmake" CONTENT "${manifest}")
   file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/kernel-pack/files.cmake" CONTENT
-       "set(headers \"${files}\")\nset(libs \"${libs};$<TARGET_FILE:smoe_halide_runtime>\")\nset(runtime_headers \"$<TARGET_PROPERTY:Halide::Runtime,INTERFACE_INCLUDE_DIRECTORIES>\")\n")
+       "set(headers \"${files}\")\nset(dispatch_headers \"${SMOE_KERNEL_INCLUDE_DIR}\")\nset(libs \"${libs};$<TARGET_FILE:smoe_halide_runtime>\")\nset(runtime_headers \"$<TARGET_PROPERTY:Halide::Runtime,INTERFACE_INCLUDE_DIRECTORIES>\")\n")
   add_custom_target(smoe_kernel_pack
     COMMAND "${CMAKE_COMMAND}" -D "files=${CMAKE_BINARY_DIR}/kernel-pack/files.cmake"
             -D "manifest=${CMAKE_BINARY_DIR}/kernel-pack/smoe-kernels.cmake" -D "dir=${dir}"
@@ -44,11 +41,9 @@ function(smoe_import_kernel_pack dir)
                         "the target smoe_kernel_pack of a build with Halide writes one)")
   endif ()
   include("${dir}/smoe-kernels.cmake")
-  set(libs "")
   foreach (lib IN LISTS SMOE_PACK_LIBRARIES ITEMS smoe_halide_runtime)
     add_library(${lib} STATIC IMPORTED GLOBAL)
     set_target_properties(${lib} PROPERTIES IMPORTED_LOCATION "${dir}/lib/lib${lib}.a")
-    list(APPEND libs ${lib})
   endforeach ()
   set(SMOE_KERNEL_LIBRARIES ${SMOE_PACK_LIBRARIES} PARENT_SCOPE)
   set(SMOE_KERNEL_INCLUDE_DIR "${dir}/include" PARENT_SCOPE)

@@ -9,13 +9,15 @@ import torch
 
 import smoe
 from smoe.nn import SpatialMoE2d, TensorRoutingGate
-import test_ops
-from test_ops import make_layer
+from test_ops import CONFIGS as OPS_CONFIGS, make_layer
 
-# test_ops' float32 layers (B, C, H, W, NE, E, K, F, shared, weighted, dtype) and two of more
-# threads per block.
-CONFIGS = [c for c in test_ops.CONFIGS if c[-1] == torch.float32] + [
-    (4, 32, 16, 24, 16, 8, 3, 1, True, False, torch.float32),
+# A layer of several threads per block (B, C, H, W, NE, E, K, F, shared, weighted, dtype): the
+# runtime checks' and training_model()'s shape.
+MEDIUM = (4, 32, 16, 24, 16, 8, 3, 1, True, False, torch.float32)
+MEDIUM_Y = MEDIUM[:1] + MEDIUM[5:6] + MEDIUM[2:4]  # its output's shape, B x E*F x H x W (F = 1)
+# test_ops' float32 layers, MEDIUM and another larger one.
+CONFIGS = [c for c in OPS_CONFIGS if c[-1] == torch.float32] + [
+    MEDIUM,
     (2, 24, 12, 20, 12, 6, 3, 2, False, True, torch.float32),
 ]
 GPU = torch.device("cuda")
@@ -36,10 +38,12 @@ def layer_outputs(x, weight, routing, E, F, weighted, rc_loss, grad_y):
     return [y, indices, loss, x.grad, weight.grad, routing.grad]
 
 
-def training_model(C=32, H=16, W=24, NE=16, E=8, seed=0):
-    torch.manual_seed(seed)
-    gate = TensorRoutingGate(NE, E, H, W)
-    return SpatialMoE2d(C, gate, kernel_size=3, rc_loss=True, damping=0.1)
+def training_model():
+    """An SMoE layer of MEDIUM's shape with RC loss and damping, on the GPU, and an input for it."""
+    B, C, H, W, NE, E = MEDIUM[:6]
+    torch.manual_seed(0)
+    model = SpatialMoE2d(C, TensorRoutingGate(NE, E, H, W), kernel_size=3, rc_loss=True, damping=0.1).to(GPU)
+    return model, torch.randn(B, C, H, W, device=GPU)
 
 
 @unittest.skipUnless(torch.cuda.is_available(), "no CUDA device")
@@ -83,11 +87,10 @@ class CudaMatchesCpu(unittest.TestCase):
     def test_half_precision_against_float32(self):
         # float16/bfloat16 storage, float32 arithmetic: the error is that of rounding the output.
         # Unweighted: the RC loss's labels then depend on grad_y alone, the same in both.
-        config = (4, 32, 16, 24, 16, 8, 3, 1, True, False, torch.float32)
         for dtype, bound in ((torch.float16, 2e-3), (torch.bfloat16, 1.6e-2)):
             with self.subTest(dtype=dtype):
-                x, weight, routing = (t.to(dtype) for t in make_layer(config, seed=4))
-                grad_y = torch.randn(4, 8, 16, 24, generator=torch.Generator().manual_seed(5)).to(dtype)
+                x, weight, routing = (t.to(dtype) for t in make_layer(MEDIUM, seed=4))
+                grad_y = torch.randn(MEDIUM_Y, generator=torch.Generator().manual_seed(5)).to(dtype)
                 actual = layer_outputs(x.to(GPU), weight.to(GPU), routing.to(GPU), 8, 1, False, True, grad_y.to(GPU))
                 expected = layer_outputs(x.float(), weight.float(), routing.float(), 8, 1, False, True,
                                          grad_y.float())
@@ -97,8 +100,7 @@ class CudaMatchesCpu(unittest.TestCase):
                     self.assertLess(relative_error(actual[i], expected[i]), bound, name)
 
     def test_autocast_runs_the_half_kernels(self):
-        model = training_model().to(GPU)
-        x = torch.randn(4, 32, 16, 24, device=GPU)
+        model, x = training_model()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             y = model(x)
         self.assertEqual(y.dtype, torch.bfloat16)
@@ -116,8 +118,7 @@ class CudaRuntime(unittest.TestCase):
         return [y.detach(), model.weight.grad, model.gate.routing.grad]
 
     def test_bitwise_repeatable(self):
-        model = training_model().to(GPU)
-        x = torch.randn(4, 32, 16, 24, device=GPU)
+        model, x = training_model()
         first = [t.clone() for t in self.step(model, x)]
         for _ in range(3):
             for a, b in zip(first, self.step(model, x)):
@@ -126,7 +127,7 @@ class CudaRuntime(unittest.TestCase):
     def test_runs_on_the_current_stream(self):
         # The input is written on a side stream after a long sleep; an op that ran on any other
         # stream would read it before the write.
-        x, weight, routing = make_layer((4, 32, 16, 24, 16, 8, 3, 1, True, False, torch.float32), seed=6)
+        x, weight, routing = make_layer(MEDIUM, seed=6)
         indices, _ = torch.ops.smoe.route_topk(routing, 8)
         expected = torch.ops.smoe.forward(x, weight, indices, None, 1)
         x_gpu, weight_gpu, indices_gpu = x.to(GPU), weight.to(GPU), indices.to(GPU)
@@ -143,8 +144,7 @@ class CudaRuntime(unittest.TestCase):
     def test_no_host_synchronisation_in_a_training_step(self):
         # Behind a GPU sleep of ~0.5 s, a whole step (forward, RC loss, damping, backward) must be
         # queued without waiting for the GPU; PyTorch's sync check catches its own synchronising calls.
-        model = training_model().to(GPU)
-        x = torch.randn(4, 32, 16, 24, device=GPU)
+        model, x = training_model()
         self.step(model, x)
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
@@ -162,8 +162,7 @@ class CudaRuntime(unittest.TestCase):
         self.assertLess(queued, waited)
 
     def test_device_memory_reused(self):
-        model = training_model().to(GPU)
-        x = torch.randn(4, 32, 16, 24, device=GPU)
+        model, x = training_model()
         for _ in range(3):
             self.step(model, x)
         torch.cuda.synchronize()
@@ -177,9 +176,8 @@ class CudaRuntime(unittest.TestCase):
     @unittest.skipUnless(torch.cuda.device_count() > 1, "one GPU")
     def test_second_device(self):
         device = torch.device("cuda", 1)
-        config = (4, 32, 16, 24, 16, 8, 3, 1, True, False, torch.float32)
-        x, weight, routing = make_layer(config, seed=7)
-        grad_y = torch.randn(4, 8, 16, 24)
+        x, weight, routing = make_layer(MEDIUM, seed=7)
+        grad_y = torch.randn(MEDIUM_Y)
         actual = layer_outputs(x.to(device), weight.to(device), routing.to(device), 8, 1, False, True, grad_y.to(device))
         expected = layer_outputs(x, weight, routing, 8, 1, False, True, grad_y)
         for a, e in zip(actual, expected):
