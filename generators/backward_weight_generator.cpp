@@ -273,52 +273,75 @@ private:
     // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,
     // each expert sums the group's pixels that select it, in order, then adds that to its row.
     void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
-        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k");
+        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k"), i("i"),
+            b("b");
         const int G = group_pixels;
-        if (G > 32) throw CompileError("smoe_backward_weight: group_pixels must be at most 32 (a 32-bit mask per group)");
+        if (G > 65535) throw CompileError("smoe_backward_weight: group_pixels must be below 65536 (16-bit running counts)");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
-        Expr groups = (width + G - 1) / G;
+        // A narrower grid is one group per row.
+        Expr span = min(G, width);
+        Expr groups = (width + span - 1) / span;
 
-        // The inverse of the routing: the slot that selects expert e at a pixel, or -1.
+        // The inverse of the routing, per group: which experts each pixel selects, then for every
+        // expert the pixels that select it, in order, and their dŷ, in one list per group with the
+        // experts one after the other (indices of a pixel are distinct, so an expert's list holds
+        // at most a group of pixels).
         RDom rs(0, selected, "rs");
-        Func slot_of("slot_of");
-        slot_of(e, w, h) = -1;
-        slot_of(clamp((*indices)(w, h, rs), 0, experts - 1), w, h) = rs;
-
-        // Per (expert, group): bit i set when the group's pixel i selects the expert; then the
-        // pixels of the set bits, in order (pixel i goes to the number of set bits below it).
-        RDom ri(0, G, "ri");
-        Expr pixel = min(g * G + ri, width - 1);
-        Func pixel_mask("pixel_mask");
-        pixel_mask(e, g, h) = cast<uint32_t>(0);
-        pixel_mask(e, g, h) = pixel_mask(e, g, h) |
-                              select(g * G + ri < width && slot_of(e, pixel, h) >= 0, cast<uint32_t>(1) << cast<uint32_t>(ri),
-                                     cast<uint32_t>(0));
-        // Branch-free (which pixels select an expert is random): a pixel that does not select e goes
-        // to entry G + (its rank among those), past the list; entries stay below 2G, the clamp only
-        // bounds the scatter for Halide.
-        RDom rp(0, G, "rp");
-        Expr mask = pixel_mask(e, g, h);
-        Expr below = (cast<uint32_t>(1) << cast<uint32_t>(rp)) - 1;
-        Expr entry = select(((mask >> cast<uint32_t>(rp)) & 1) == 1, popcount(mask & below), G + popcount(~mask & below));
-        Func group_pixel("group_pixel");
-        group_pixel(k, e, g, h) = 0;
-        group_pixel(clamp(cast<int32_t>(entry), 0, 2 * G - 1), e, g, h) = rp;
-
-        // How many of the group's pixels select the expert.
+        Func selects("selects");
+        selects(e, w, h) = cast<uint8_t>(0);
+        selects(clamp((*indices)(w, h, rs), 0, experts - 1), w, h) = cast<uint8_t>(1);
+        // Per (expert, group): how many of the group's pixels before pixel i select the expert (a
+        // running count). Pixels past the grid's edge select nothing.
+        auto selected_at = [&](const Expr &expert, const Expr &at) {
+            return select(at < width, cast<uint16_t>(selects(expert, min(at, width - 1), h)), cast<uint16_t>(0));
+        };
+        RDom later(1, span - 1, "later");
+        Func before("before");
+        before(e, i, g, h) = cast<uint16_t>(0);
+        before(e, later, g, h) = before(e, later - 1, g, h) + selected_at(e, g * span + later - 1);
         Func pixel_count("pixel_count");
-        pixel_count(e, g, h) = cast<int32_t>(popcount(pixel_mask(e, g, h)));
+        pixel_count(e, g, h) = cast<int32_t>(before(e, span - 1, g, h) + selected_at(e, g * span + span - 1));
+        // Where each expert's list starts in the group's list.
+        RDom next(1, experts - 1, "next");
+        Func list_start("list_start");
+        list_start(e, g, h) = 0;
+        list_start(next, g, h) = list_start(next - 1, g, h) + pixel_count(next - 1, g, h);
+
+        // The lists, scattered from the pixels' slots: per entry its pixel (within the group) and,
+        // per output channel f of the expert and sample, its dŷ. Entries past the lists are never
+        // read; those before are each written, once per slot that selects the entry's expert.
+        auto place = [&](const Expr &slot, const Expr &in_group) {
+            Expr at = min(g * span + in_group, width - 1);
+            Expr chosen = clamp((*indices)(at, h, slot), 0, experts - 1);
+            return clamp(list_start(chosen, g, h) + cast<int32_t>(before(chosen, in_group, g, h)), 0,
+                         span * selected - 1);
+        };
+        RDom pick(0, selected, 0, span, "pick");  // (slot, pixel of the group)
+        pick.where(g * span + pick.y < width);
+        Func group_pixel("group_pixel");
+        group_pixel(k, g, h) = undef<int32_t>();
+        group_pixel(place(pick.x, pick.y), g, h) = pick.y;
+        RDom entry(0, F, 0, selected, 0, span, "entry");  // (f, slot, pixel of the group)
+        entry.where(g * span + entry.z < width);
+        Var f("f");
+        Func group_error("group_error");
+        group_error(b, f, k, g, h) = undef(value_type);
+        group_error(b, entry.x, place(entry.y, entry.z), g, h) =
+            gated(min(g * span + entry.z, width - 1), h, entry.y * F + entry.x, b);
 
         // What one (group, expert row) adds to the row: per sample, over the group's pixels that
-        // select the expert (in order), each pixel's dŷ times its receptive field.
-        RDom r(0, G, 0, batch, "r");
+        // select the expert (in order), each pixel's dŷ times its receptive field. The list entries
+        // and pixels read are in range by construction, which the summing loop is told instead of
+        // clamping them at every step.
+        RDom r(0, span, 0, batch, "r");
         Expr expert = row / F;
         r.where(r.x < pixel_count(expert, g, h));
-        Expr at = clamp(g * G + group_pixel(r.x, expert, g, h), 0, width - 1);
-        Expr channel = clamp(slot_of(expert, at, h), 0, selected - 1) * F + row % F;
+        Expr listed = unsafe_promise_clamped(list_start(expert, g, h) + r.x, 0, span * selected - 1);
+        Expr pixel = unsafe_promise_clamped(g * span + group_pixel(listed, g, h), 0, width - 1);
         Func contribution("contribution");
         contribution(kw, kh, c, row, g, h) = cast(value_type, 0);
-        contribution(kw, kh, c, row, g, h) += gated(at, h, channel, r.y) * input(at + kw - pad, h + kh - pad, c, r.y);
+        contribution(kw, kh, c, row, g, h) +=
+            group_error(r.y, row % F, listed, g, h) * input(pixel + kw - pad, h + kh - pad, c, r.y);
 
         // Per band, its rows' groups in order. Rows past the grid add zero to the edge row.
         RDom rg(0, groups, 0, band_rows, "rg");
@@ -335,9 +358,9 @@ private:
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        ExpertGroupStages stages{input, gated, slot_of, pixel_mask, pixel_count, group_pixel, contribution,
-                                 partial, total, *grad_weight, kw, kh, c, row, band, e, g, k, w, h, r, rg, t, ri, K,
-                                 batch, width};
+        ExpertGroupStages stages{input,   gated, selects, before, pixel_count, list_start, group_pixel,
+                                 group_error, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
+                                 e, g, k, i, f, w, h, b, r, rg, t, later, next, pick, entry, K, batch, width};
         if (!using_autoscheduler()) {
             schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }

@@ -36,8 +36,9 @@ std::vector<std::string> choices() {
 }
 
 // The suite's float32 shapes plus wide layers where the formulations' full tiles and pixel
-// vectors run (with tails in every dimension), and whole blocks of 64 channels (the slot sweeps'
-// own code, with a batch that is not a whole number of sample blocks, and F = 2).
+// vectors run (with tails in every dimension), whole blocks of 64 channels (the slot sweeps'
+// own code, with a batch that is not a whole number of sample blocks, and F = 2), and rows of
+// several expert groups.
 std::vector<LayerConfig> float_configs() {
     std::vector<LayerConfig> configs;
     for (const LayerConfig &c : testing::layer_configs(12)) {
@@ -52,7 +53,10 @@ std::vector<LayerConfig> float_configs() {
                                  LayerConfig{3, 128, 3, 18, 6, 3, 3, 2, true, true},
                                  // Tiles whose union is a few of many experts (blocks left unfilled).
                                  LayerConfig{2, 16, 3, 35, 90, 2, 3, 1, true, true},
-                                 LayerConfig{1, 24, 5, 33, 70, 3, 3, 2, true, false}}) {
+                                 LayerConfig{1, 24, 5, 33, 70, 3, 3, 2, true, false},
+                                 // Rows wider than the weight gradient's expert groups (192 pixels):
+                                 // two whole groups and a partial one.
+                                 LayerConfig{2, 9, 3, 401, 12, 4, 3, 2, true, true}}) {
         configs.push_back(c);
     }
     return configs;

@@ -10,7 +10,8 @@
 // - A task is a band; inside it the channel blocks are outermost, then rows, groups and kh, with
 //   the experts innermost: the group's input row for one kh (a block of channels x samples) stays
 //   in L1 while every expert visits it, the band's partial rows of the block stay in L2.
-// - The inverse of the routing (slot_of, the groups' pixel masks, counts and lists) is made per band.
+// - The inverse of the routing (slot_of, the groups' running counts and their lists of pixels and
+//   dŷ) is made per band.
 #include "backward_weight_schedule.h"
 #include "weight_tiles.h"
 
@@ -31,17 +32,23 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
     // the expert innermost, so that their count bounds the innermost loop.
     schedule_register_tile(s.contribution, tile, s.c, s.kw, LoopLevel(s.partial, taps), {s.c, s.kw, s.kh, s.r.x, s.r.y});
 
-    // The band's inverse of the routing: slots per (expert, pixel), vectorised over the experts
-    // where the loads are contiguous.
-    s.slot_of.compute_at(s.partial, s.band).reorder_storage(s.e, s.w, s.h).vectorize(s.e, tile.lanes, tail);
-    s.slot_of.update().unscheduled();  // per pixel its slots, scattered: nothing to vectorise
-    s.pixel_mask.compute_at(s.partial, s.band).reorder_storage(s.e, s.g, s.h).vectorize(s.e, tile.lanes, tail);
-    s.pixel_mask.update().reorder(s.e, s.mask_pixels.x, s.g, s.h).vectorize(s.e, tile.lanes, tail);
+    // The band's inverse of the routing: which experts each pixel selects and the running counts,
+    // vectorised over the experts where the loads are contiguous; the lists scattered per pixel
+    // from its slots, so that the summing loop reads a pixel and its dŷ per step, no slot lookup.
+    s.selects.compute_at(s.partial, s.band).reorder_storage(s.e, s.w, s.h).vectorize(s.e, tile.lanes * 4, tail);
+    s.selects.update().unscheduled();  // per pixel its slots, scattered: nothing to vectorise
+    s.before.compute_at(s.partial, s.band).vectorize(s.e, tile.lanes * 2, tail);
+    s.before.update().reorder(s.e, s.later, s.g, s.h).vectorize(s.e, tile.lanes * 2, tail);
     // Stored, not inlined: the pixel loop's bound is then a plain load, from which Halide proves
     // the loop's predicate, so the loop carries no test and the register tile is never spilled to
     // the stack (ens10-like, JIT: 25.2 -> 22.4 ms).
     s.pixel_count.compute_at(s.partial, s.band).vectorize(s.e, tile.lanes, tail);
-    s.group_pixel.compute_at(s.partial, s.band).reorder_storage(s.k, s.e, s.g, s.h);
+    s.list_start.compute_at(s.partial, s.band);
+    s.list_start.update().reorder(s.next, s.g, s.h);
+    s.group_pixel.compute_at(s.partial, s.band);
+    s.group_pixel.update().reorder(s.pick.x, s.pick.y, s.g, s.h);
+    s.group_error.compute_at(s.partial, s.band);
+    s.group_error.update().reorder(s.b, s.entry.x, s.entry.y, s.entry.z, s.g, s.h);
 
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
     schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
