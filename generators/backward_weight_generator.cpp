@@ -24,6 +24,7 @@
 
 #include "backward_weight_schedule.h"
 #include "error_signal.h"
+#include "expert_lists.h"
 #include "precision.h"
 
 namespace smoe {
@@ -273,60 +274,29 @@ private:
     // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,
     // each expert sums the group's pixels that select it, in order, then adds that to its row.
     void sum_by_expert_groups(Func input, Func gated, Expr bands, const Type &value_type) {
-        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), e("e"), g("g"), k("k"), i("i"),
-            b("b");
-        const int G = group_pixels;
-        if (G > 65535) throw CompileError("smoe_backward_weight: group_pixels must be below 65536 (16-bit running counts)");
+        Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), g("g"), k("k"), b("b");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
-        // A narrower grid is one group per row.
-        Expr span = min(G, width);
-        Expr groups = (width + span - 1) / span;
-
-        // The inverse of the routing, per group: which experts each pixel selects, then for every
-        // expert the pixels that select it, in order, and their dŷ, in one list per group with the
-        // experts one after the other (indices of a pixel are distinct, so an expert's list holds
-        // at most a group of pixels).
-        RDom rs(0, selected, "rs");
-        Func selects("selects");
-        selects(e, w, h) = cast<uint8_t>(0);
-        selects(clamp((*indices)(w, h, rs), 0, experts - 1), w, h) = cast<uint8_t>(1);
-        // Per (expert, group): how many of the group's pixels before pixel i select the expert (a
-        // running count). Pixels past the grid's edge select nothing.
-        auto selected_at = [&](const Expr &expert, const Expr &at) {
-            return select(at < width, cast<uint16_t>(selects(expert, min(at, width - 1), h)), cast<uint16_t>(0));
-        };
-        RDom later(1, span - 1, "later");
-        Func before("before");
-        before(e, i, g, h) = cast<uint16_t>(0);
-        before(e, later, g, h) = before(e, later - 1, g, h) + selected_at(e, g * span + later - 1);
-        Func pixel_count("pixel_count");
-        pixel_count(e, g, h) = cast<int32_t>(before(e, span - 1, g, h) + selected_at(e, g * span + span - 1));
-        // Where each expert's list starts in the group's list.
-        RDom next(1, experts - 1, "next");
-        Func list_start("list_start");
-        list_start(e, g, h) = 0;
-        list_start(next, g, h) = list_start(next - 1, g, h) + pixel_count(next - 1, g, h);
-
-        // The lists, scattered from the pixels' slots: per entry its pixel (within the group) and,
-        // per output channel f of the expert and sample, its dŷ. Entries past the lists are never
-        // read; those before are each written, once per slot that selects the entry's expert.
-        auto place = [&](const Expr &slot, const Expr &in_group) {
-            Expr at = min(g * span + in_group, width - 1);
-            Expr chosen = clamp((*indices)(at, h, slot), 0, experts - 1);
-            return clamp(list_start(chosen, g, h) + cast<int32_t>(before(chosen, in_group, g, h)), 0,
-                         span * selected - 1);
-        };
+        // The inverse of the routing, per group; then, scattered from the pixels' slots, per list
+        // entry its pixel (within the group) and, per output channel f of the expert and sample, its
+        // dŷ. Entries past the lists are never read; those before are each written, once per slot
+        // that selects the entry's expert.
+        Func routing("routing");
+        routing(w, h, k) = (*indices)(w, h, k);
+        const ExpertLists lists = make_expert_lists(routing, width, selected, experts, group_pixels);
+        const Expr span = lists.span, groups = lists.groups;
+        Var j("j"), i("i"), f("f");
+        Func entry_place("entry_place");  // (slot, pixel of the group, g, h)
+        entry_place(j, i, g, h) = lists.place(j, i, g, h);
         RDom pick(0, selected, 0, span, "pick");  // (slot, pixel of the group)
         pick.where(g * span + pick.y < width);
         Func group_pixel("group_pixel");
         group_pixel(k, g, h) = undef<int32_t>();
-        group_pixel(place(pick.x, pick.y), g, h) = pick.y;
+        group_pixel(entry_place(pick.x, pick.y, g, h), g, h) = pick.y;
         RDom entry(0, F, 0, selected, 0, span, "entry");  // (f, slot, pixel of the group)
         entry.where(g * span + entry.z < width);
-        Var f("f");
         Func group_error("group_error");
         group_error(b, f, k, g, h) = undef(value_type);
-        group_error(b, entry.x, place(entry.y, entry.z), g, h) =
+        group_error(b, entry.x, entry_place(entry.y, entry.z, g, h), g, h) =
             gated(min(g * span + entry.z, width - 1), h, entry.y * F + entry.x, b);
 
         // What one (group, expert row) adds to the row: per sample, over the group's pixels that
@@ -335,8 +305,8 @@ private:
         // clamping them at every step.
         RDom r(0, span, 0, batch, "r");
         Expr expert = row / F;
-        r.where(r.x < pixel_count(expert, g, h));
-        Expr listed = unsafe_promise_clamped(list_start(expert, g, h) + r.x, 0, span * selected - 1);
+        r.where(r.x < lists.pixel_count(expert, g, h));
+        Expr listed = unsafe_promise_clamped(lists.list_start(expert, g, h) + r.x, 0, lists.entries - 1);
         Expr pixel = unsafe_promise_clamped(g * span + group_pixel(listed, g, h), 0, width - 1);
         Func contribution("contribution");
         contribution(kw, kh, c, row, g, h) = cast(value_type, 0);
@@ -358,9 +328,9 @@ private:
         total(kw, kh, c, row) += partial(kw, kh, c, row, t);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        ExpertGroupStages stages{input,   gated, selects, before, pixel_count, list_start, group_pixel,
-                                 group_error, contribution, partial, total, *grad_weight, kw, kh, c, row, band,
-                                 e, g, k, i, f, w, h, b, r, rg, t, later, next, pick, entry, K, batch, width};
+        ExpertGroupStages stages{input, gated, lists, entry_place, group_pixel, group_error, contribution, partial,
+                                 total, *grad_weight, kw, kh, c, row, band, g, k, f, j, i, h, b, r, rg, t, pick, entry,
+                                 F, K, batch, width};
         if (!using_autoscheduler()) {
             schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }

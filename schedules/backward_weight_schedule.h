@@ -2,6 +2,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "expert_lists.h"
 #include "knobs.h"
 
 namespace smoe {
@@ -26,24 +27,20 @@ struct BackwardWeightStages {
 struct ExpertGroupStages {
     Halide::Func input;         // x with zero padding, (w, h, c, b)
     Halide::Func gated;         // dŷ, (w, h, jf, b)
-    Halide::Func selects;       // (e, w, h): 1 where pixel w selects expert e; update over the slots
-    Halide::Func before;        // (e, i, g, h): pixels of group g before pixel i that select e; update over later
-    Halide::Func pixel_count;   // (e, g, h): how many pixels of group g select e
-    Halide::Func list_start;    // (e, g, h): where e's pixels start in the group's list; update over next
+    ExpertLists lists;          // the inverse of the routing per group (generators/expert_lists.h)
+    Halide::Func entry_place;   // (j, i, g, h): the list entry of slot j at pixel i of group g
     Halide::Func group_pixel;   // (k, g, h): the group's list of pixels; update scatters over pick
     Halide::Func group_error;   // (b, f, k, g, h): their dŷ; update scatters over entry
     Halide::Func contribution;  // (kw, kh, c, row, g, h): a reduction over r = (the group's pixels, samples)
     Halide::Func partial;       // (kw, kh, c, row, band); update over rg = (g, row in band)
     Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
     Halide::Func output;        // grad_weight, (kw, kh, c, row)
-    Halide::Var kw, kh, c, row, band, e, g, k, i, f, w, h, b;
+    Halide::Var kw, kh, c, row, band, g, k, f, j, i, h, b;
     Halide::RDom r, rg, t;
-    Halide::RDom later;  // the running count's update, over the group's pixels after the first
-    Halide::RDom next;   // the list starts' update, over the experts after the first
     Halide::RDom pick;   // the pixel lists' scatter, over (slot, pixel of the group)
     Halide::RDom entry;  // the dŷ lists' scatter, over (f, slot, pixel of the group)
-    // Run-time extents, for specialisations: K, B, W.
-    Halide::Expr kernel_size, batch, width;
+    // Run-time extents, for specialisations: F, K, B, W.
+    Halide::Expr out_per_expert, kernel_size, batch, width;
 };
 
 // The dense order (generators/backward_weight_generator.cpp, dense_rows=true, shared routing):

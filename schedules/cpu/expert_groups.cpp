@@ -13,6 +13,7 @@
 // - The inverse of the routing (slot_of, the groups' running counts and their lists of pixels and
 //   dŷ) is made per band.
 #include "backward_weight_schedule.h"
+#include "expert_lists_cpu.h"
 #include "weight_tiles.h"
 
 namespace smoe {
@@ -32,23 +33,15 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
     // the expert innermost, so that their count bounds the innermost loop.
     schedule_register_tile(s.contribution, tile, s.c, s.kw, LoopLevel(s.partial, taps), {s.c, s.kw, s.kh, s.r.x, s.r.y});
 
-    // The band's inverse of the routing: which experts each pixel selects and the running counts,
-    // vectorised over the experts where the loads are contiguous; the lists scattered per pixel
-    // from its slots, so that the summing loop reads a pixel and its dŷ per step, no slot lookup.
-    s.selects.compute_at(s.partial, s.band).reorder_storage(s.e, s.w, s.h).vectorize(s.e, tile.lanes * 4, tail);
-    s.selects.update().unscheduled();  // per pixel its slots, scattered: nothing to vectorise
-    s.before.compute_at(s.partial, s.band).vectorize(s.e, tile.lanes * 2, tail);
-    s.before.update().reorder(s.e, s.later, s.g, s.h).vectorize(s.e, tile.lanes * 2, tail);
-    // Stored, not inlined: the pixel loop's bound is then a plain load, from which Halide proves
-    // the loop's predicate, so the loop carries no test and the register tile is never spilled to
-    // the stack (ens10-like, JIT: 25.2 -> 22.4 ms).
-    s.pixel_count.compute_at(s.partial, s.band).vectorize(s.e, tile.lanes, tail);
-    s.list_start.compute_at(s.partial, s.band);
-    s.list_start.update().reorder(s.next, s.g, s.h);
+    // The band's inverse of the routing and its lists.
+    schedule_expert_lists(s.lists, LoopLevel(s.partial, s.band), tile.lanes);
+    // Each (slot, pixel)'s entry once, vectorised over the slots (gathers), for both scatters.
+    s.entry_place.compute_at(s.partial, s.band).vectorize(s.j, tile.lanes, tail);
     s.group_pixel.compute_at(s.partial, s.band);
     s.group_pixel.update().reorder(s.pick.x, s.pick.y, s.g, s.h);
     s.group_error.compute_at(s.partial, s.band);
-    s.group_error.update().reorder(s.b, s.entry.x, s.entry.y, s.entry.z, s.g, s.h);
+    // One sample and one output channel per expert (ens10-like) leave no loop per entry.
+    s.group_error.update().reorder(s.b, s.entry.x, s.entry.y, s.entry.z, s.g, s.h).specialize(s.batch == 1 && s.out_per_expert == 1);
 
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
     schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
