@@ -329,8 +329,8 @@ private:
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
         ExpertGroupStages stages{input, gated, lists, entry_place, group_pixel, group_error, contribution, partial,
-                                 total, *grad_weight, kw, kh, c, row, band, g, k, f, j, i, h, b, r, rg, t, pick, entry,
-                                 F, K, batch, width};
+                                 total, *grad_weight, kw, kh, c, row, band, g, j, h, b, r, rg, t, pick, entry,
+                                 F, batch, width};
         if (!using_autoscheduler()) {
             schedule_expert_groups(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }

@@ -15,14 +15,12 @@ struct ExpertLists {
     Halide::Func pixel_count;  // (e, g, h): how many pixels of group g select e
     Halide::Func list_start;   // (e, g, h): where e's pixels start in the group's list; update over next
     Halide::Var e, i, w, g, h;
-    Halide::RDom slots, later, next;
+    Halide::RDom later, next;
     Halide::Expr span, groups, entries;  // pixels per group, groups per row, entries per group's list
 
-    // The expert that slot `slot` of pixel `in_group` of group `group` of row `row` selects, and
-    // where that pixel stands in the group's list. Indices are range-checked by the caller; the
-    // clamps only bound the lookups for Halide.
-    Halide::Expr expert_at(const Halide::Expr &slot, const Halide::Expr &in_group, const Halide::Expr &group,
-                           const Halide::Expr &row) const;
+    // Where pixel `in_group` of group `group` of row `row` stands in the list of the expert its
+    // slot `slot` selects. Indices are range-checked by the caller; the clamps only bound the
+    // lookups for Halide.
     Halide::Expr place(const Halide::Expr &slot, const Halide::Expr &in_group, const Halide::Expr &group,
                        const Halide::Expr &row) const;
 
@@ -36,16 +34,10 @@ struct ExpertLists {
 ExpertLists make_expert_lists(Halide::Func indices, const Halide::Expr &width, const Halide::Expr &selected,
                               const Halide::Expr &experts, int group_pixels);
 
-inline Halide::Expr ExpertLists::expert_at(const Halide::Expr &slot, const Halide::Expr &in_group,
-                                           const Halide::Expr &group, const Halide::Expr &row) const {
-    using namespace Halide;
-    return clamp(indices(min(group * span + in_group, width - 1), row, slot), 0, experts - 1);
-}
-
 inline Halide::Expr ExpertLists::place(const Halide::Expr &slot, const Halide::Expr &in_group,
                                        const Halide::Expr &group, const Halide::Expr &row) const {
     using namespace Halide;
-    Expr expert = expert_at(slot, in_group, group, row);
+    Expr expert = clamp(indices(min(group * span + in_group, width - 1), row, slot), 0, experts - 1);
     return clamp(list_start(expert, group, row) + cast<int32_t>(before(expert, in_group, group, row)), 0,
                  entries - 1);
 }
@@ -66,10 +58,10 @@ inline ExpertLists make_expert_lists(Halide::Func indices, const Halide::Expr &w
     l.groups = (width + l.span - 1) / l.span;
     l.entries = l.span * selected;
 
-    l.slots = RDom(0, selected, "slots");
+    RDom slots(0, selected, "slots");
     l.selects = Func("selects");
     l.selects(e, w, h) = cast<uint8_t>(0);
-    l.selects(clamp(indices(w, h, l.slots), 0, experts - 1), w, h) = cast<uint8_t>(1);
+    l.selects(clamp(indices(w, h, slots), 0, experts - 1), w, h) = cast<uint8_t>(1);
     // Pixels past the grid's edge select nothing.
     auto selected_at = [&](const Expr &at) {
         return select(at < width, cast<uint16_t>(l.selects(e, min(at, width - 1), h)), cast<uint16_t>(0));

@@ -35,12 +35,12 @@ struct ExpertGroupStages {
     Halide::Func partial;       // (kw, kh, c, row, band); update over rg = (g, row in band)
     Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
     Halide::Func output;        // grad_weight, (kw, kh, c, row)
-    Halide::Var kw, kh, c, row, band, g, k, f, j, i, h, b;
+    Halide::Var kw, kh, c, row, band, g, j, h, b;
     Halide::RDom r, rg, t;
     Halide::RDom pick;   // the pixel lists' scatter, over (slot, pixel of the group)
     Halide::RDom entry;  // the dŷ lists' scatter, over (f, slot, pixel of the group)
-    // Run-time extents, for specialisations: F, K, B, W.
-    Halide::Expr out_per_expert, kernel_size, batch, width;
+    // Run-time extents, for specialisations: F, B, W.
+    Halide::Expr out_per_expert, batch, width;
 };
 
 // The dense order (generators/backward_weight_generator.cpp, dense_rows=true, shared routing):

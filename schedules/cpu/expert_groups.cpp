@@ -10,8 +10,8 @@
 // - A task is a band; inside it the channel blocks are outermost, then rows, groups and kh, with
 //   the experts innermost: the group's input row for one kh (a block of channels x samples) stays
 //   in L1 while every expert visits it, the band's partial rows of the block stay in L2.
-// - The inverse of the routing (slot_of, the groups' running counts and their lists of pixels and
-//   dŷ) is made per band.
+// - The inverse of the routing (which experts each pixel selects, the groups' running counts, each
+//   slot's list entry, the lists of pixels and dŷ) is made per band.
 #include "backward_weight_schedule.h"
 #include "expert_lists_cpu.h"
 #include "weight_tiles.h"

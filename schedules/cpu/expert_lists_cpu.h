@@ -1,5 +1,5 @@
-// CPU schedule of the inverse of a shared routing (generators/expert_lists.h), which the
-// expert-major forward and weight gradient compute where they use it.
+// CPU schedule of the inverse of a shared routing (generators/expert_lists.h), computed where the
+// weight gradient's expert groups use it.
 #pragma once
 
 #include "Halide.h"
