@@ -94,8 +94,13 @@ public:
         if (!shared_routing) score_args.push_back(b);
         Expr z = widen((*routing)(score_args), t);
         Expr copies = shared_routing ? cast(t, batch) : cast(t, 1);  // samples that share z
-        Expr sigmoid = cast(t, 1) / (cast(t, 1) + exp(-z));
-        Expr softplus = max(z, cast(t, 0)) + log(cast(t, 1) + exp(-abs(z)));
+        // One exponential per score serves both: with d = exp(-|z|), σ(z) = 1/(1 + d) for z >= 0
+        // and d/(1 + d) below, and softplus(z) = max(z, 0) + log(1 + d).
+        Func decay("decay");
+        decay(score_args) = exp(-abs(z));
+        Expr d = decay(score_args);
+        Expr sigmoid = select(z >= cast(t, 0), cast(t, 1), d) / (cast(t, 1) + d);
+        Expr softplus = max(z, cast(t, 0)) + log(cast(t, 1) + d);
         Func gradient("gradient");
         gradient(score_args) = cast(t, *gradient_scale / elements) * (copies * sigmoid - label(score_args));
         Func term("term");
@@ -116,7 +121,7 @@ public:
         (*grad_routing)(score_args) = narrow(gradient(score_args), dtype);
         (*loss)() = cast(t, total() / elements);
 
-        RCLossStages stages{correct, slot_count, wrong_share, label, term, row_sum, total, *grad_routing, *loss,
+        RCLossStages stages{correct, slot_count, wrong_share, label, decay, term, row_sum, total, *grad_routing, *loss,
                             w, h, j, e, b, shared_routing};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {

@@ -86,7 +86,8 @@ public:
 private:
     // rank(p) = #{o : key(o) > key(p), or key(o) == key(p) and o < p} over positions 0..count-1: on
     // equal keys the positions below p beat it and those above do not. Two passes, one per side of
-    // p, so that no comparison carries the tie-break term.
+    // p, so that no comparison carries the tie-break term; both compare strictly (the p positions
+    // below, less those p beats), so that each step is one signed compare and one add.
     static std::tuple<Func, RDom, RDom> count_ranks(const std::function<Expr(const Expr &)> &key_at, const Var &w,
                                                     const Var &h, const Var &p, const Var &b, const Expr &count) {
         RDom below(0, count, "below");
@@ -94,8 +95,8 @@ private:
         RDom above(0, count, "above");
         above.where(above > p);
         Func rank("rank");
-        rank(w, h, p, b) = 0;
-        rank(w, h, p, b) += select(key_at(below) >= key_at(p), 1, 0);
+        rank(w, h, p, b) = p;
+        rank(w, h, p, b) -= select(key_at(p) > key_at(below), 1, 0);
         rank(w, h, p, b) += select(key_at(above) > key_at(p), 1, 0);
         return {rank, below, above};
     }
@@ -148,14 +149,16 @@ private:
         Expr equal_before = before(w, h, later - 1, b)[0], selected_before = before(w, h, later - 1, b)[1];
         before(w, h, later, b) = Tuple(equal_before + select(previous == threshold(w, h, b), 1, 0),
                                        selected_before + select(is_selected(previous, equal_before), 1, 0));
-        // The selected experts' keys and indices in index order; the others land in a spare entry E.
+        // The selected experts' keys (signed again: ranks compare signed) and indices in index order; the
+        // others land in a spare entry E.
         RDom gather(0, experts, "gather");
         Expr gathered_key = key(w, h, gather, b);
         Expr chosen = is_selected(gathered_key, before(w, h, gather, b)[0]);
         Func chosen_list("chosen_list");
-        chosen_list(w, h, i, b) = Tuple(cast(key_type, 0), 0);
+        Expr signed_gathered = reinterpret(Int(bits), gathered_key ^ (cast(key_type, 1) << (bits - 1)));
+        chosen_list(w, h, i, b) = Tuple(cast(Int(bits), 0), 0);
         chosen_list(w, h, select(chosen, clamp(before(w, h, gather, b)[1], 0, selected - 1), selected), b) =
-            Tuple(gathered_key, gather);
+            Tuple(signed_gathered, gather);
         // Ranks among them (index order = list order, so the tie-break is the list position).
         auto [rank, below, above] =
             count_ranks([&](const Expr &o) { return chosen_list(w, h, o, b)[0]; }, w, h, i, b, selected);

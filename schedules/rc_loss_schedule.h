@@ -12,6 +12,7 @@ struct RCLossStages {
     Halide::Func slot_count;  // shared: (w, h, j), a count over the batch; per-sample: = correct
     Halide::Func wrong_share; // (w, h[, b]): the wrong count over NE − E, once per pixel
     Halide::Func label;       // (w, h, e[, b]): the wrong share, then a scatter over the slots
+    Halide::Func decay;       // (w, h, e[, b]): exp(-|z|), shared by a score's gradient and BCE term
     Halide::Func term;        // (w, h, e[, b]): one score's (batch-summed) BCE term
     Halide::Func row_sum;     // (h): the BCE terms of one grid row, in float64
     Halide::Func total;       // (): the rows in order

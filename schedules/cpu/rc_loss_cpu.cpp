@@ -42,6 +42,8 @@ void schedule_rc_loss_cpu(RCLossStages &s, const Knobs &knobs, const Target &tar
         s.correct.update().vectorize(s.w, lanes, tail);
         s.row_sum.compute_root();
         s.term.compute_at(s.grad_routing, s.h).vectorize(s.w, lanes, tail);
+        // The row's exponentials once, read by its terms and its gradient.
+        s.decay.compute_at(s.grad_routing, s.h).vectorize(s.w, lanes, tail);
         vectorize_row_sum(s, s.grad_routing);
         s.row_sum.update().parallel(s.h).compute_with(s.grad_routing, s.h);
         s.total.compute_root();
