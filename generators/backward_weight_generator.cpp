@@ -280,9 +280,7 @@ private:
         // entry its pixel (within the group) and, per output channel f of the expert and sample, its
         // dŷ. Entries past the lists are never read; those before are each written, once per slot
         // that selects the entry's expert.
-        Func routing("routing");
-        routing(w, h, k) = (*indices)(w, h, k);
-        const ExpertLists lists = make_expert_lists(routing, width, selected, experts, group_pixels);
+        const ExpertLists lists = make_expert_lists(*indices, width, selected, experts, group_pixels);
         const Expr span = lists.span, groups = lists.groups;
         Var j("j"), i("i"), f("f");
         Func entry_place("entry_place");  // (slot, pixel of the group, g, h)

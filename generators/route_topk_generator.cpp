@@ -110,9 +110,10 @@ private:
         Expr experts = routing->dim(2).extent();
         Expr selected = indices->dim(2).extent();
         const Type key_type = UInt(bits);
-        // The keys as unsigned integers in the same order.
+        // The keys as unsigned integers in the same order (the sign bit flipped; flipped back below).
+        const Expr sign_bit = cast(key_type, 1) << (bits - 1);
         Func key("ukey");
-        key(w, h, e, b) = reinterpret(key_type, signed_key(w, h, e, b)) ^ (cast(key_type, 1) << (bits - 1));
+        key(w, h, e, b) = reinterpret(key_type, signed_key(w, h, e, b)) ^ sign_bit;
 
         // The E-th best key: the largest T with at least E keys >= T, one bit at a time from the top.
         RouteSelectStages stages;
@@ -155,7 +156,7 @@ private:
         Expr gathered_key = key(w, h, gather, b);
         Expr chosen = is_selected(gathered_key, before(w, h, gather, b)[0]);
         Func chosen_list("chosen_list");
-        Expr signed_gathered = reinterpret(Int(bits), gathered_key ^ (cast(key_type, 1) << (bits - 1)));
+        Expr signed_gathered = reinterpret(Int(bits), gathered_key ^ sign_bit);
         chosen_list(w, h, i, b) = Tuple(cast(Int(bits), 0), 0);
         chosen_list(w, h, select(chosen, clamp(before(w, h, gather, b)[1], 0, selected - 1), selected), b) =
             Tuple(signed_gathered, gather);

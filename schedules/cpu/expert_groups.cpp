@@ -41,7 +41,9 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
     s.group_pixel.update().reorder(s.pick.x, s.pick.y, s.g, s.h);
     s.group_error.compute_at(s.partial, s.band);
     // One sample and one output channel per expert (ens10-like) leave no loop per entry.
-    s.group_error.update().reorder(s.b, s.entry.x, s.entry.y, s.entry.z, s.g, s.h).specialize(s.batch == 1 && s.out_per_expert == 1);
+    s.group_error.update()
+        .reorder(s.b, s.entry.x, s.entry.y, s.entry.z, s.g, s.h)
+        .specialize(s.batch == 1 && s.out_per_expert == 1);
 
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
     schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
