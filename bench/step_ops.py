@@ -2,6 +2,7 @@
 convolution with E filters (dense-E) that does the same FLOPs.
 
   route_topk    the routing (top E of NE per pixel, shared)
+  route_topk_indices   its indices alone, as an unweighted layer routes
   forward       the forward kernel, routing given
   grad_x, grad_weight, grad_routing
                 spatial_moe_backward asked for one gradient (output mask), with the RC loss and
@@ -60,6 +61,7 @@ def main():
     flops = 2.0 * B * E * C * 9 * H * W
     methods = {  # name: (call, products of forward size)
         "route_topk": (lambda: torch.ops.smoe.route_topk(routing, E), 0),
+        "route_topk_indices": (lambda: torch.ops.smoe.route_topk_indices(routing, E), 0),
         "forward": (lambda: torch.ops.smoe.forward(x, weight, indices, None, 1), 1),
         "grad_x": (backward([True, False, False]), 1),
         "grad_weight": (backward([False, True, False]), 1),
@@ -84,7 +86,7 @@ def main():
     for name, (_, products) in methods.items():
         median = statistics.median(times[name])
         rate = f"{products * flops / median / 1e6:7.1f} GFLOP/s" if products else ""
-        print(f"  {name:16s} {median:8.2f}  ({min(times[name]):.2f}-{max(times[name]):.2f})  {rate}")
+        print(f"  {name:18s} {median:8.2f}  ({min(times[name]):.2f}-{max(times[name]):.2f})  {rate}")
 
 
 if __name__ == "__main__":

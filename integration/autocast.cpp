@@ -63,7 +63,8 @@ void run_promoted(const c10::OperatorHandle &op, torch::jit::Stack *stack) {
 }
 
 constexpr const char *kLowerPrecisionOps[] = {"forward", "spatial_moe"};
-constexpr const char *kPromotedOps[] = {"route_topk", "spatial_moe_backward", "error_quantile", "rc_loss"};
+constexpr const char *kPromotedOps[] = {"route_topk", "route_topk_indices", "spatial_moe_backward", "error_quantile",
+                                        "rc_loss"};
 
 template <c10::DeviceType Device>
 void register_autocast(torch::Library &m) {

@@ -12,6 +12,7 @@
 
 TORCH_LIBRARY(smoe, m) {
     m.def("route_topk(Tensor routing, int E) -> (Tensor indices, Tensor values)");
+    m.def("route_topk_indices(Tensor routing, int E) -> Tensor indices");
     m.def("forward(Tensor x, Tensor weight, Tensor indices, Tensor? values=None, int F=1) -> Tensor");
     // The layer with autograd: routing + forward; its backward is spatial_moe_backward. The options
     // after `weighted` are those of smoe::BackwardOptions (smoe_ops.h).
@@ -97,6 +98,13 @@ std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("smoe::route_topk", "")
                                .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor &, int64_t)>();
+    return op.call(routing, E);
+}
+
+at::Tensor route_topk_indices(const at::Tensor &routing, int64_t E) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("smoe::route_topk_indices", "")
+                               .typed<at::Tensor(const at::Tensor &, int64_t)>();
     return op.call(routing, E);
 }
 

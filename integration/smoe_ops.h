@@ -18,6 +18,10 @@ namespace smoe {
 // [B,E,H,W].
 std::tuple<at::Tensor, at::Tensor> route_topk(const at::Tensor &routing, int64_t E);
 
+// route_topk's indices alone (the same tensor), for unweighted layers: the CPU kernel skips the
+// gather of the selected scores.
+at::Tensor route_topk_indices(const at::Tensor &routing, int64_t E);
+
 // Spatial MoE forward: y [B, E·F, H, W], channel j·F+f at a pixel is output f of the j-th selected
 // expert there, times values[j] when `values` is given. x [B,C,H,W]; weight [NE·F, C, K, K] (a
 // Conv2d weight, K odd, zero "same" padding); indices from route_topk.

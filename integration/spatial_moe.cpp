@@ -34,9 +34,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_composite(
                                                                   loss_scale),
                                        E, weight.size(0) / F);
     }
+    if (!weighted) {
+        const at::Tensor indices = smoe::route_topk_indices(routing, E);
+        return {smoe::forward(x, weight, indices, std::nullopt, F), indices, at::zeros({}, checks::compute_options(x))};
+    }
     auto [indices, values] = smoe::route_topk(routing, E);
-    at::Tensor y = smoe::forward(x, weight, indices, weighted ? std::optional<at::Tensor>(values) : std::nullopt, F);
-    return {y, indices, at::zeros({}, checks::compute_options(x))};
+    return {smoe::forward(x, weight, indices, values, F), indices, at::zeros({}, checks::compute_options(x))};
 }
 
 template <typename Args>

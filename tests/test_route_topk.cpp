@@ -1,4 +1,5 @@
-// smoe::route_topk returns the top-E experts per pixel, best first, ties to the lower index.
+// smoe::route_topk returns the top-E experts per pixel, best first, ties to the lower index;
+// smoe::route_topk_indices the same indices alone.
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -19,6 +20,9 @@ void expect_routing_matches(const at::Tensor &routing, int64_t E, const std::str
     ASSERT_EQ(values.scalar_type(), routing.scalar_type()) << label;
     const std::string index_mismatch = reference::compare(indices, expected_indices, 0.0);
     EXPECT_TRUE(index_mismatch.empty()) << label << " indices: " << index_mismatch;
+    const at::Tensor indices_alone = smoe::route_topk_indices(routing, E);
+    EXPECT_EQ(indices_alone.sizes(), expected_indices.sizes()) << label;
+    EXPECT_TRUE(at::equal(indices_alone, indices)) << label << " route_topk_indices";
     EXPECT_TRUE(at::equal(values.isnan(), expected_values.isnan())) << label;
     const at::Tensor finite = expected_values.isfinite();
     EXPECT_TRUE(at::equal(values.masked_select(finite), expected_values.masked_select(finite))) << label << " values";

@@ -65,12 +65,14 @@ class Autocast(SmallLayer):
         indices, _ = smoe.route_topk(self.routing, 2)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             routed = smoe.route_topk(self.routing.bfloat16(), 2)
+            routed_indices = smoe.route_topk_indices(self.routing.bfloat16(), 2)
             quantile = smoe.error_quantile(grad_y.bfloat16(), None, 0.7, 1.0)
             # Mixed: a bfloat16 signal with a float32 response meets in float32.
             mixed = smoe.error_quantile(grad_y.bfloat16(), grad_y, 0.7, 1.0)
             # A half-precision signal keeps its float32 quantile; float32 scores promote it.
             gradient, loss = smoe.rc_loss(grad_y.bfloat16(), None, indices, self.routing, quantile, 1.0, 1)
         self.assertEqual(routed[1].dtype, torch.bfloat16)
+        self.assertTrue(torch.equal(routed_indices, routed[0]))
         self.assertEqual(quantile.dtype, torch.float32)
         self.assertTrue(torch.equal(quantile, smoe.error_quantile(grad_y.bfloat16().float(), None, 0.7, 1.0)))
         self.assertTrue(torch.equal(mixed, smoe.error_quantile(grad_y.bfloat16().float(), grad_y, 0.7, 1.0)))

@@ -25,6 +25,10 @@ CASES = [
     ("route_topk E = 0", lambda: OPS.route_topk(routing, 0), "1 <= E <= NE; got E = 0"),
     ("route_topk empty grid", lambda: OPS.route_topk(torch.randn(4, 0, 6), 1), "'routing' is empty"),
     ("route_topk beyond int32", lambda: OPS.route_topk(huge.view(2**20, 2**10, 2), 1), "more than 2^31 - 1"),
+    ("route_topk_indices rank", lambda: OPS.route_topk_indices(routing[0], 1),
+     "smoe::route_topk_indices: argument 'routing' must have shape [NE, H, W] or"),
+    ("route_topk_indices E > NE", lambda: OPS.route_topk_indices(routing, 5),
+     "smoe::route_topk_indices: the number of selected experts E must satisfy 1 <= E <= NE; got E = 5"),
     # forward
     ("forward x rank", lambda: OPS.forward(x[0], weight, indices), "'x' must have shape [B, C, H, W]"),
     ("forward weight rank", lambda: OPS.forward(x, weight[0], indices), "'weight' must have shape [NE*F, C, K, K]"),

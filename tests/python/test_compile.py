@@ -10,13 +10,14 @@ import smoe
 
 
 class SmallModel(nn.Module):
-    """A convolution, the SMoE layer (RC loss and damping on, F = 2, weighted), a ReLU and a 1x1 head."""
+    """A convolution, the SMoE layer (RC loss and damping on, F = 2, weighted unless told), a ReLU and a
+    1x1 head."""
 
-    def __init__(self, shared_gate):
+    def __init__(self, shared_gate, weighted=True):
         super().__init__()
         self.encode = nn.Conv2d(2, 4, 3, padding=1)
         self.gate = shared_gate
-        self.moe = smoe.SpatialMoE2d(4, shared_gate, kernel_size=3, out_per_expert=2, weighted=True)
+        self.moe = smoe.SpatialMoE2d(4, shared_gate, kernel_size=3, out_per_expert=2, weighted=weighted)
         self.head = nn.Conv2d(2 * shared_gate.selected, 1, 1)
 
     def forward(self, x):
@@ -47,6 +48,9 @@ class TorchCompile(unittest.TestCase):
 
     def check_training_matches(self, backend):
         compiled = torch.compile(self.compiled_model, backend=backend, fullgraph=True)
+        self.check_compiled_training_matches(compiled)
+
+    def check_compiled_training_matches(self, compiled):
         eager_losses, eager_grads = train_steps(self.eager, self.batches)
         compiled_losses, compiled_grads = train_steps(compiled, self.batches)
         for step, (a, b) in enumerate(zip(eager_losses, compiled_losses)):
@@ -63,6 +67,12 @@ class TorchCompile(unittest.TestCase):
 
     def test_inductor_matches_eager(self):
         self.check_training_matches("inductor")
+
+    def test_unweighted_layer_matches_eager(self):
+        # An unweighted layer routes with route_topk_indices (its Meta kernel traces the shapes).
+        self.eager = SmallModel(smoe.TensorRoutingGate(experts=6, selected=2, height=12, width=10), weighted=False)
+        compiled = torch.compile(copy.deepcopy(self.eager), backend="aot_eager", fullgraph=True)
+        self.check_compiled_training_matches(compiled)
 
     def test_inference_graph_has_one_smoe_call(self):
         graphs = []

@@ -57,6 +57,7 @@ class CudaMatchesCpu(unittest.TestCase):
                 cpu_indices, cpu_values = torch.ops.smoe.route_topk(routing, E)
                 self.assertTrue(torch.equal(indices.cpu(), cpu_indices))
                 self.assertTrue(torch.equal(values.cpu(), cpu_values))
+                self.assertTrue(torch.equal(torch.ops.smoe.route_topk_indices(routing.to(GPU), E).cpu(), cpu_indices))
                 gate = values if weighted else None
                 cpu_gate = cpu_values if weighted else None
                 y = torch.ops.smoe.forward(x.to(GPU), weight.to(GPU), indices, gate, F)

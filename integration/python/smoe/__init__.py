@@ -9,7 +9,7 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
+__all__ = ["library_path", "route_topk", "route_topk_indices", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
            "kernel_variants", "set_kernel_variant", "kernel_choice_cache", "bf16_dot_products",
            "TensorRoutingGate",
            "SpatialMoE2d", "WeatherResNet"]
@@ -29,6 +29,7 @@ def library_path() -> str:
 torch.ops.load_library(library_path())
 
 route_topk = torch.ops.smoe.route_topk
+route_topk_indices = torch.ops.smoe.route_topk_indices
 forward = torch.ops.smoe.forward
 spatial_moe = torch.ops.smoe.spatial_moe
 error_quantile = torch.ops.smoe.error_quantile
