@@ -15,6 +15,15 @@ quantile = smoe.error_quantile(grad_y, None, 0.7, 30.0)
 huge = torch.zeros(1).expand(2**31)  # 2^31 elements, none allocated
 
 OPS = torch.ops.smoe
+
+
+def with_index(value):
+    """The indices with one entry replaced."""
+    changed = indices.clone()
+    changed[1, 4, 5] = value
+    return changed
+
+
 CASES = [
     # route_topk
     ("route_topk rank", lambda: OPS.route_topk(routing[0], 1), "'routing' must have shape [NE, H, W] or"),
@@ -45,6 +54,8 @@ CASES = [
     ("forward device", lambda: OPS.forward(x, weight.to("meta"), indices), "'weight' must be on the device of 'x'"),
     ("forward values shape", lambda: OPS.forward(x, weight, indices, values[:1]), "'values' must have the shape"),
     ("forward index range", lambda: OPS.forward(x, weight, indices + 3), "outside the bank of NE = 4 experts"),
+    ("forward negative index", lambda: OPS.forward(x, weight, with_index(-1)), "holds expert -1, outside the bank"),
+    ("forward index NE", lambda: OPS.forward(x, weight, with_index(4)), "holds expert 4, outside the bank of NE = 4"),
     ("forward E > NE", lambda: OPS.forward(x, weight, torch.zeros(5, 5, 6, dtype=torch.int32)), "1 <= E <= NE"),
     ("forward x beyond int32", lambda: OPS.forward(huge.view(2**21, 1, 2**5, 2**5), torch.randn(4, 1, 3, 3),
                                                    torch.zeros(2, 2**5, 2**5, dtype=torch.int32)),
