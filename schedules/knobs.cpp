@@ -187,6 +187,8 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
              "1: keys and ranks per vector of pixels (in L1), scatter vectorised; 0: per grid row"},
             {"pixel_vector", {4, 8, 16, 32}, 32, "pixels per vector (0: the target's natural width)"},
             {"rows_per_task", {1, 2, 4, 8, 16, 32}, 8, "grid rows per parallel task of the score gather"},
+            {"count_chains", {1, 2, 4, 8}, 4,
+             "select_first: independent running counts per pass over the experts (the experts split among them)"},
         };
         static const std::vector<KnobSpec> cuda = {
             {"pixel_vector", {32, 64, 128, 256}, 32, "threads per block row"},

@@ -91,6 +91,17 @@ TEST(RouteTopKSelection, TiesAtTheThresholdKeepTheLowerExperts) {
     expect_routing_matches(at::zeros({300, 2, 5}), 17, "all equal");
 }
 
+// The threshold passes split the experts among independent counts (schedules/cpu/
+// route_selection_cpu.cpp): expert counts that leave a remainder, with ties at the threshold.
+TEST(RouteTopKSelection, ExpertCountsThatDoNotSplitEvenly) {
+    at::manual_seed(14);
+    for (int64_t experts : {129, 130, 131, 133}) {
+        const std::string label = "NE=" + std::to_string(experts);
+        expect_routing_matches(at::randn({experts, 3, 11}), 9, label);
+        expect_routing_matches(at::randint(0, 3, {experts, 2, 9}).to(at::kFloat), 20, label + " ties");
+    }
+}
+
 TEST(RouteTopKSelection, SpecialValuesAndDtypes) {
     at::manual_seed(12);
     for (const at::ScalarType dtype : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
