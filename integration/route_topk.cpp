@@ -1,4 +1,5 @@
-// smoe::route_topk and smoe::route_topk_indices: argument checks and the CPU, CUDA and Meta implementations.
+// smoe::route_topk and smoe::route_topk_indices: argument checks and the CPU, CUDA and Meta
+// implementations.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
