@@ -9,7 +9,8 @@ import pathlib
 
 import torch
 
-__all__ = ["library_path", "route_topk", "route_topk_indices", "forward", "spatial_moe", "error_quantile", "rc_loss", "tuned_kernels", "set_tuned_kernels",
+__all__ = ["library_path", "route_topk", "route_topk_indices", "forward", "spatial_moe", "error_quantile", "rc_loss",
+           "tuned_kernels", "set_tuned_kernels",
            "kernel_variants", "set_kernel_variant", "kernel_choice_cache", "bf16_dot_products",
            "TensorRoutingGate",
            "SpatialMoE2d", "WeatherResNet"]
