@@ -8,6 +8,7 @@
 #include "checks.h"
 #include "halide_call.h"
 #include "kernel_registry.h"
+#include "layer_forward.h"
 #include "smoe_ops.h"
 #include "tensor_buffer.h"
 
@@ -34,12 +35,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spatial_moe_composite(
                                                                   loss_scale),
                                        E, weight.size(0) / F);
     }
-    if (!weighted) {
-        const at::Tensor indices = smoe::route_topk_indices(routing, E);
-        return {smoe::forward(x, weight, indices, std::nullopt, F), indices, at::zeros({}, checks::compute_options(x))};
-    }
-    auto [indices, values] = smoe::route_topk(routing, E);
-    return {smoe::forward(x, weight, indices, values, F), indices, at::zeros({}, checks::compute_options(x))};
+    const LayerForward layer = route_and_forward(x, weight, routing, E, F, weighted);
+    return {layer.y, layer.indices, at::zeros({}, checks::compute_options(x))};
 }
 
 template <typename Args>

@@ -4,9 +4,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include <tuple>
-
 #include "checks.h"
+#include "layer_forward.h"
 #include "smoe_ops.h"
 
 namespace smoe {
@@ -33,19 +32,12 @@ public:
             checks::check_routing_matches_layer("smoe::spatial_moe", x, weight, routing, F);
             checks::check_backward_options("smoe::spatial_moe", options, E, weight.size(0) / F);
         }
-        // An unweighted layer never reads the selected scores: the routing gives only indices.
-        at::Tensor indices, values;
-        std::optional<at::Tensor> gate;
-        if (weighted) {
-            std::tie(indices, values) = smoe::route_topk(routing, E);
-            gate = values;
-        } else {
-            indices = smoe::route_topk_indices(routing, E);
-        }
-        at::Tensor y = smoe::forward(x, weight, indices, gate, F);
+        const LayerForward layer = route_and_forward(x, weight, routing, E, F, weighted);
+        const at::Tensor &y = layer.y, &indices = layer.indices;
         // Filled in by the backward when the RC loss is on.
         at::Tensor rc_loss = at::zeros({}, checks::compute_options(x));
-        ctx->save_for_backward({x, weight, indices, values, options.rc_loss ? routing : at::Tensor()});
+        ctx->save_for_backward(
+            {x, weight, indices, layer.values.value_or(at::Tensor()), options.rc_loss ? routing : at::Tensor()});
         ctx->saved_data["F"] = F;
         ctx->saved_data["weighted"] = weighted;
         ctx->saved_data["rc_loss"] = options.rc_loss;
