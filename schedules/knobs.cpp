@@ -44,6 +44,10 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
              "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the target's choice "
              "(padded without AVX-512)",
              {1}},
+            {"axpy_tile_vectors", {0, 1, 2, 4}, 0,
+             "channel axpys: pixel vectors per tile, whose pixels re-read a tap's rows from L1 before the next "
+             "tap's; 0: the target's choice (4 without AVX-512, else 1)",
+             {1}},
         };
         for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);
         all.push_back({"channel_vectors", {0, 2, 4, 8}, 0,
