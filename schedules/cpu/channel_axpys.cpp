@@ -7,9 +7,10 @@
 //
 // - Register tile: `axpy_vectors` channel vectors x `axpy_batch` samples. Per step it loads that
 //   many vectors of one gathered row and broadcasts one dŷ per sample.
-// - Output: a tile's channels x samples are kept for `lanes` neighbouring pixels in L1, then
-//   written as whole vectors along the grid row (NCHW rows are contiguous along w). Narrow grids
-//   write one pixel at a time.
+// - Output: a tile's channels x samples are kept for `axpy_tile_vectors` vectors of neighbouring
+//   pixels in L1, then written as whole vectors along the grid row (NCHW rows are contiguous along
+//   w). Grids narrower than that tile write one vector per tile; narrower than a vector, one pixel
+//   at a time.
 // - The batch tiles halve down to one sample; the channel tiles keep the register budget.
 // - dŷ is re-laid out samples-innermost for the rows a task needs, slid down its rows.
 #include "channel_axpys.h"
