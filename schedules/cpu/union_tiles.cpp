@@ -63,7 +63,11 @@ void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
     };
     s.block_response.compute_at(s.union_response, wg);
     in_registers(s.block_response);
-    in_registers(s.block_response.update().reorder(a[0], a[1], a[2], s.r.x, s.r.y, s.r.z, a[3], a[4], a[5], a[6]));
+    Stage sweep = s.block_response.update();
+    sweep.reorder(a[0], a[1], a[2], s.r.x, s.r.y, s.r.z, a[3], a[4], a[5], a[6]);
+    // 3 x 3 kernels: the taps unrolled, one loop step per channel, not a loop of 3 taps inside it.
+    in_registers(sweep.specialize(s.r.x.extent() == 3).unroll(s.r.x).unroll(s.r.y));
+    in_registers(sweep);
 
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
     Var cb("cb");
