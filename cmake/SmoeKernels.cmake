@@ -245,7 +245,7 @@ set(SMOE_FORMULATION_VARIANTS
     "backward_data|channel_axpys|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_weight|slot_sweeps|knobs=formulation:2|shared|b4+_c8+"
     "backward_weight|dense_rows|dense_rows=true|shared|b1-3_c8+"
-    "backward_weight|expert_groups|group_pixels=192|shared|b1-3_c8+")
+    "backward_weight|expert_groups|group_pixels=192,batched_group_pixels=32|shared|b1-3_c8+")
 
 option(SMOE_CPU_FORMULATIONS "Build the formulation variants of the float32 CPU kernels" ON)
 

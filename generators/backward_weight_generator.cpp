@@ -14,7 +14,8 @@
 // each block's contribution added to the row; or, with shared routing and `group_pixels` > 0,
 // expert-major over groups of `group_pixels` neighbouring pixels of a row: per group and expert,
 // the group's pixels that select the expert (an inverse of the routing, computed here) are summed
-// first, then added to the expert's row once.
+// first, then added to the expert's row once. Larger batches may take shorter groups
+// (`batched_group_pixels`), so that a group's receptive fields stay in L1.
 //
 // bf16_pairs (bfloat16 slot sweeps on CPUs with bf16 dot products): the block's samples are summed
 // in pairs, each pair's two bfloat16 products added in one step (vdpbf16ps). dŷ is rounded to
@@ -42,6 +43,8 @@ public:
     GeneratorParam<bool> weighted{"weighted", false};
     GeneratorParam<int> band_rows{"band_rows", 4};   // rows per partial sum (summation order)
     GeneratorParam<int> group_pixels{"group_pixels", 0};  // 0: pixel-major; else expert-major (shared routing)
+    // Expert-major: the groups of batches of kBatchedGroupSamples samples or more (0: group_pixels).
+    GeneratorParam<int> batched_group_pixels{"batched_group_pixels", 0};
     GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};  // slot sweeps summing sample pairs (bfloat16, CPU)
     GeneratorParam<bool> dense_rows{"dense_rows", false};  // every expert row over every pixel (shared routing, CPU)
 
@@ -90,6 +93,9 @@ public:
             }
             sum_densely(input, gated, value_type);
             return;
+        }
+        if (batched_group_pixels > 0 && group_pixels <= 0) {
+            throw CompileError("smoe_backward_weight: batched_group_pixels needs group_pixels > 0");
         }
         if (group_pixels > 0 && shared_routing) {
             sum_by_expert_groups(input, gated, bands, value_type);
@@ -280,7 +286,13 @@ private:
         // entry its pixel (within the group) and, per output channel f of the expert and sample, its
         // dŷ. Entries past the lists are never read; those before are each written, once per slot
         // that selects the entry's expert.
-        const ExpertLists lists = make_expert_lists(*indices, width, selected, experts, group_pixels);
+        check_group_pixels("group_pixels", group_pixels);
+        Expr group_length = group_pixels;
+        if (batched_group_pixels > 0) {
+            check_group_pixels("batched_group_pixels", batched_group_pixels);
+            group_length = select(batch >= kBatchedGroupSamples, batched_group_pixels, group_pixels);
+        }
+        const ExpertLists lists = make_expert_lists(*indices, width, selected, experts, group_length);
         const Expr span = lists.span, groups = lists.groups;
         Var j("j"), i("i"), f("f");
         Func entry_place("entry_place");  // (slot, pixel of the group, g, h)

@@ -5,6 +5,8 @@
 // (generators/backward_weight_generator.cpp) sum over it.
 #pragma once
 
+#include <string>
+
 #include "Halide.h"
 
 namespace smoe {
@@ -28,11 +30,22 @@ struct ExpertLists {
     Halide::Expr width, experts;
 };
 
-// Lists for groups of `group_pixels` pixels (a narrower grid is one group per row). Indices of a
-// pixel are distinct, so an expert's list holds at most a group's pixels; were one repeated, the
-// pixel would be listed once. Running counts are 16-bit: group_pixels must be below 65536.
+// Batches of this many samples or more sum over groups of their own length (the weight gradient's
+// batched_group_pixels): their receptive fields are that many times larger.
+constexpr int kBatchedGroupSamples = 8;
+
+// The group lengths a generator may ask for: running counts are 16-bit, so below 65536.
+inline void check_group_pixels(const char *name, int group_pixels) {
+    if (group_pixels <= 0 || group_pixels > 65535) {
+        throw Halide::CompileError(std::string("smoe: expert lists need 0 < ") + name + " < 65536 (16-bit running counts)");
+    }
+}
+
+// Lists for groups of `group_pixels` pixels (a run-time length; a narrower grid is one group per
+// row). Indices of a pixel are distinct, so an expert's list holds at most a group's pixels; were
+// one repeated, the pixel would be listed once.
 ExpertLists make_expert_lists(Halide::Func indices, const Halide::Expr &width, const Halide::Expr &selected,
-                              const Halide::Expr &experts, int group_pixels);
+                              const Halide::Expr &experts, const Halide::Expr &group_pixels);
 
 inline Halide::Expr ExpertLists::place(const Halide::Expr &slot, const Halide::Expr &in_group,
                                        const Halide::Expr &group, const Halide::Expr &row) const {
@@ -43,11 +56,8 @@ inline Halide::Expr ExpertLists::place(const Halide::Expr &slot, const Halide::E
 }
 
 inline ExpertLists make_expert_lists(Halide::Func indices, const Halide::Expr &width, const Halide::Expr &selected,
-                                     const Halide::Expr &experts, int group_pixels) {
+                                     const Halide::Expr &experts, const Halide::Expr &group_pixels) {
     using namespace Halide;
-    if (group_pixels <= 0 || group_pixels > 65535) {
-        throw CompileError("smoe: expert lists need 0 < group_pixels < 65536 (16-bit running counts)");
-    }
     ExpertLists l;
     l.indices = indices;
     l.width = width;

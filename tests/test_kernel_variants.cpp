@@ -38,7 +38,7 @@ std::vector<std::string> choices() {
 // The suite's float32 shapes plus wide layers where the formulations' full tiles and pixel
 // vectors run (with tails in every dimension), whole blocks of 64 channels (the slot sweeps'
 // own code, with a batch that is not a whole number of sample blocks, and F = 2), and rows of
-// several expert groups.
+// several expert groups at small and large batches.
 std::vector<LayerConfig> float_configs() {
     std::vector<LayerConfig> configs;
     for (const LayerConfig &c : testing::layer_configs(12)) {
@@ -56,7 +56,10 @@ std::vector<LayerConfig> float_configs() {
                                  LayerConfig{1, 24, 5, 33, 70, 3, 3, 2, true, false},
                                  // Rows wider than the weight gradient's expert groups (192 pixels):
                                  // two whole groups and a partial one.
-                                 LayerConfig{2, 9, 3, 401, 12, 4, 3, 2, true, true}}) {
+                                 LayerConfig{2, 9, 3, 401, 12, 4, 3, 2, true, true},
+                                 // Batches of 8 or more take groups of 32 pixels, samples innermost:
+                                 // two whole groups and a partial one, K = 5.
+                                 LayerConfig{8, 16, 3, 70, 8, 4, 5, 2, true, true}}) {
         configs.push_back(c);
     }
     return configs;
