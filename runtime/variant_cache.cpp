@@ -26,6 +26,10 @@ const std::string &kernel_cpu_target() {
     return target;
 }
 
+std::string kernel_filing_prefix() {
+    return host_cpu_fingerprint() + " " + kernel_cpu_target() + " kernels " + SMOE_KERNEL_FINGERPRINT;
+}
+
 const std::optional<std::string> &kernel_cache_path() {
     static const std::optional<std::string> path = []() -> std::optional<std::string> {
         const char *value = std::getenv("SMOE_KERNEL_CACHE");
@@ -82,8 +86,9 @@ int choose_by_measurement(const std::string &key, const std::vector<std::string>
                           const std::function<int(int)> &run) {
     static std::mutex mutex;
     static std::map<std::string, std::string> choices = read_cache(*kernel_cache_path());
-    // The candidates are part of the key: a build with other variants measures again.
-    std::string filed_key = host_cpu_fingerprint() + " " + kernel_cpu_target() + " " + key + " among ";
+    // The kernels' fingerprint and the candidates are part of the key: a build with other kernels or
+    // other variants measures again.
+    std::string filed_key = kernel_filing_prefix() + " " + key + " among ";
     for (size_t i = 0; i < names.size(); ++i) filed_key += (i ? "," : "") + names[i];
     std::lock_guard<std::mutex> lock(mutex);
     auto found = choices.find(filed_key);

@@ -6,9 +6,10 @@
 // SMOE_KERNEL_CACHE names the file; unset, it is $XDG_CACHE_HOME/smoe/kernel-choices.tsv (or
 // ~/.cache/smoe/kernel-choices.tsv); "off" (or 0, none, empty) turns measurement off, and the
 // kernels are then chosen by shape class (runtime/kernel_registry.cpp). Choices are filed under
-// the CPU's vendor, family and model, the build's kernel target and the candidates' names, so one
-// home directory can serve several machines, and a build for other targets or with other
-// variants measures again.
+// the CPU's vendor, family and model, the build's kernel target, a fingerprint of the kernels'
+// sources (cmake/SmoeKernelFingerprint.cmake) and the candidates' names, so one home directory can
+// serve several machines, and a build for other targets, of other kernels or with other variants
+// measures again.
 #pragma once
 
 #include <functional>
@@ -21,6 +22,10 @@ namespace smoe::runtime {
 // The float32 CPU target this build's kernels run on this CPU: the first of CMake's
 // SMOE_CPU_TARGETS the CPU supports (as Halide's multi-target wrappers pick), or "none".
 const std::string &kernel_cpu_target();
+
+// What every choice this build files begins with: the CPU, the kernel target and "kernels " and
+// the kernels' fingerprint.
+std::string kernel_filing_prefix();
 
 // The cache file, or nullopt when measurement is off.
 const std::optional<std::string> &kernel_cache_path();

@@ -154,9 +154,9 @@ TEST(KernelChoiceApi, UnknownNamesAreRefused) {
 }
 
 // With measurement on (the suite points SMOE_KERNEL_CACHE at a file of its own), a new shape is
-// measured once and filed under this CPU, the kernels' target and the candidates: the file gains
-// one line for it (none when an earlier run of the suite filed it already), and every later call
-// reuses the choice.
+// measured once and filed under this CPU, the kernels' target and fingerprint and the candidates:
+// the file gains one line for it (none when an earlier run of the suite filed it already), and
+// every later call reuses the choice.
 int lines_with(const std::string &path, const std::string &text) {
     std::ifstream in(path);
     std::string line;
@@ -171,8 +171,8 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     const LayerConfig c{2, 19, 3, 23, 7, 3, 3, 1, true, false};
     const testing::LayerTensors t = testing::random_layer(c, 35);
     auto [indices, values] = reference::route_topk(t.routing, c.E);
-    const std::string filed = runtime::host_cpu_fingerprint() + " " + runtime::kernel_cpu_target() +
-                              " forward shared unweighted 23x3x19x2 3x3x19x7 23x3x3x2 F1 among regular,";
+    const std::string filed =
+        runtime::kernel_filing_prefix() + " forward shared unweighted 23x3x19x2 3x3x19x7 23x3x3x2 F1 among regular,";
     // Lines of builds with other candidates match too: at most one line is added, and only once.
     const int before = lines_with(path, filed);
     for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
@@ -184,7 +184,7 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     // A layer that differs only in E (4 of the 7 experts selected, not 3) is measured apart.
     auto [indices_e4, values_e4] = reference::route_topk(t.routing, 4);
     smoe::forward(t.x, t.weight, indices_e4, std::nullopt, 1);
-    EXPECT_GE(lines_with(path, runtime::host_cpu_fingerprint() + " " + runtime::kernel_cpu_target() +
+    EXPECT_GE(lines_with(path, runtime::kernel_filing_prefix() +
                                    " forward shared unweighted 23x3x19x2 3x3x19x7 23x3x4x2 F1 among regular,"),
               1)
         << path;
