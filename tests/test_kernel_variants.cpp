@@ -2,6 +2,7 @@
 // measured choice) equals the reference over the suite's shapes, is deterministic, and the choice
 // API refuses names it does not know.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -92,23 +93,33 @@ TEST_P(KernelChoice, ForwardAndGradientsMatchReference) {
     }
 }
 
+// Under and from 8 samples (the expert groups' two orders), and on one thread as on all.
 TEST_P(KernelChoice, BitwiseDeterministic) {
     const Choice choice(GetParam());
-    const LayerConfig c{6, 32, 5, 21, 10, 5, 3, 1, true, false};
-    const testing::LayerTensors t = testing::random_layer(c, 33);
-    auto [indices, values] = reference::route_topk(t.routing, c.E);
-    const at::Tensor grad_y = at::randn({c.B, c.E, c.H, c.W});
-    const std::array<bool, 3> mask = {true, true, false};
-    auto run = [&] {
-        at::Tensor y = smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
-        auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt,
-                                                             std::nullopt, 1, {}, mask);
-        return std::tuple{y, gx, gw};
-    };
-    const auto [y0, gx0, gw0] = run();
-    for (int repeat = 0; repeat < 3; ++repeat) {
-        const auto [y, gx, gw] = run();
-        EXPECT_TRUE(at::equal(y, y0) && at::equal(gx, gx0) && at::equal(gw, gw0)) << GetParam();
+    for (const LayerConfig &c : {LayerConfig{6, 32, 5, 21, 10, 5, 3, 1, true, false},
+                                 LayerConfig{8, 32, 4, 37, 10, 5, 3, 1, true, false}}) {
+        const testing::LayerTensors t = testing::random_layer(c, 33);
+        auto [indices, values] = reference::route_topk(t.routing, c.E);
+        const at::Tensor grad_y = at::randn({c.B, c.E, c.H, c.W});
+        const std::array<bool, 3> mask = {true, true, false};
+        auto run = [&] {
+            at::Tensor y = smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
+            auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt,
+                                                                 std::nullopt, 1, {}, mask);
+            return std::tuple{y, gx, gw};
+        };
+        const auto [y0, gx0, gw0] = run();
+        for (int repeat = 0; repeat < 3; ++repeat) {
+            const auto [y, gx, gw] = run();
+            EXPECT_TRUE(at::equal(y, y0) && at::equal(gx, gx0) && at::equal(gw, gw0)) << GetParam() << " " << c;
+        }
+        // One thread sums in the same order.
+        const int threads = at::get_num_threads();
+        at::set_num_threads(1);
+        const auto [y1, gx1, gw1] = run();
+        at::set_num_threads(threads);
+        EXPECT_TRUE(at::equal(y1, y0) && at::equal(gx1, gx0) && at::equal(gw1, gw0)) << GetParam() << " " << c
+                                                                                      << ", one thread";
     }
 }
 

@@ -281,8 +281,10 @@ class TunedKernels(unittest.TestCase):
         keys = [line.split("\t")[0] for line in first]
         self.assertEqual(len(keys), len(set(keys)), "a shape was measured twice")
         cpu = f"{HOST_CPU['vendor']}-{HOST_CPU['family']}-{HOST_CPU['model']}"
-        # Filed under the CPU and the build's kernel target (the first of SMOE_CPU_TARGETS it runs).
-        filed = re.compile(re.escape(cpu) + r" x86-64-linux[-a-z0-9_]* forward shared unweighted 7x5x12x1 ")
+        # Filed under the CPU, the build's kernel target (the first of SMOE_CPU_TARGETS it runs) and
+        # the kernels' fingerprint (12 hex digits).
+        filed = re.compile(re.escape(cpu) +
+                           r" x86-64-linux[-a-z0-9_]* kernels [0-9a-f]{12} forward shared unweighted 7x5x12x1 ")
         self.assertTrue(any(filed.match(key) for key in keys), first)
         variants = {line.split()[3] for line in smoe.kernel_variants()}
         for line in first:
