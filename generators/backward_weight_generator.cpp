@@ -86,6 +86,9 @@ public:
         Expr error = damped_error(widen((*grad_y)(w, h, jf, b), value_type), (*quantile)(b), *error_scale, *damping);
         gated(w, h, jf, b) = weighted ? error * gate : error;
 
+        if (batched_group_pixels > 0 && group_pixels <= 0) {
+            throw CompileError("smoe_backward_weight: batched_group_pixels needs group_pixels > 0");
+        }
         if (dense_rows) {
             if (!shared_routing || group_pixels > 0 || bf16_pairs || get_target().has_gpu_feature()) {
                 throw CompileError("smoe_backward_weight: dense_rows=true needs shared routing and a CPU target, "
@@ -93,9 +96,6 @@ public:
             }
             sum_densely(input, gated, value_type);
             return;
-        }
-        if (batched_group_pixels > 0 && group_pixels <= 0) {
-            throw CompileError("smoe_backward_weight: batched_group_pixels needs group_pixels > 0");
         }
         if (group_pixels > 0 && shared_routing) {
             sum_by_expert_groups(input, gated, bands, value_type);

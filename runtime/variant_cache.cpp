@@ -26,8 +26,10 @@ const std::string &kernel_cpu_target() {
     return target;
 }
 
-std::string kernel_filing_prefix() {
-    return host_cpu_fingerprint() + " " + kernel_cpu_target() + " kernels " + SMOE_KERNEL_FINGERPRINT;
+const std::string &kernel_filing_prefix() {
+    static const std::string prefix =
+        host_cpu_fingerprint() + " " + kernel_cpu_target() + " kernels " + SMOE_KERNEL_FINGERPRINT;
+    return prefix;
 }
 
 const std::optional<std::string> &kernel_cache_path() {

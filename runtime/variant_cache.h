@@ -25,7 +25,7 @@ const std::string &kernel_cpu_target();
 
 // What every choice this build files begins with: the CPU, the kernel target and "kernels " and
 // the kernels' fingerprint.
-std::string kernel_filing_prefix();
+const std::string &kernel_filing_prefix();
 
 // The cache file, or nullopt when measurement is off.
 const std::optional<std::string> &kernel_cache_path();
