@@ -171,6 +171,11 @@ Halide::Target choose_target(const std::string &requested) {
     if (requested != "auto") {
         Halide::Target t(requested);
         if (!host_runs(host, t)) usage_error("--target " + requested + " does not run on this machine (" + host.to_string() + ")");
+        // Linux hands out the AMX tiles' state only on request; the runtime's check of the feature makes it.
+        if (t.has_feature(Halide::Target::AVX512_SapphireRapids) &&
+            !smoe::runtime::cpu_runs_target("x86-64-linux-avx512_sapphirerapids")) {
+            usage_error("--target " + requested + ": this process was not granted the AMX tiles' state");
+        }
         return t;
     }
     for (const std::string &name : split(SMOE_CPU_TARGETS, ',')) {

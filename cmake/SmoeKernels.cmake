@@ -325,8 +325,10 @@ endfunction()
 # gradient's slot sweeps summing pairs of samples the same way, for CPUs with AVX512_BF16
 # (SMOE_CPU_BF16_DOT_TARGET; empty: not built), and `amx_tiles`, the forward as one dense product
 # over all experts per strip of pixels on AMX tiles, then each channel's expert row (dense_tiles),
-# for CPUs with AMX (SMOE_CPU_AMX_TARGET; empty: not built). Shared routing only: the tensor
-# routing of the weather networks, and a short build.
+# for CPUs with AMX (SMOE_CPU_AMX_TARGET; empty: not built), and the gradients' `amx_tiles`, dŷ
+# scattered onto every expert row, then dense products on the tiles the same way (the data gradient
+# per strip of pixels, the weight gradient per tap over blocks of pixels). Shared routing only: the
+# tensor routing of the weather networks, and a short build.
 # op|name|target (best: the best of SMOE_CPU_TARGETS; dot, amx: the targets above)|generator params|routings.
 option(SMOE_CPU_BF16_VARIANTS "Build the bfloat16 variants of the forward and the expert-side gradients" ON)
 set(SMOE_CPU_BF16_DOT_TARGET
@@ -334,13 +336,16 @@ set(SMOE_CPU_BF16_DOT_TARGET
     CACHE STRING "Halide target of the bfloat16 pair_dots forward (empty: not built)")
 set(SMOE_CPU_AMX_TARGET
     x86-64-linux-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake-avx512_cannonlake-avx512_sapphirerapids-avxvnni
-    CACHE STRING "Halide target of the bfloat16 amx_tiles forward (empty: not built)")
-# The first forward variant serves bfloat16 calls when measurement is off (runtime/kernel_registry.cpp).
+    CACHE STRING "Halide target of the bfloat16 amx_tiles kernels (empty: not built)")
+# Each op's first variant this CPU runs serves its bfloat16 calls when measurement is off
+# (runtime/kernel_registry.cpp).
 set(SMOE_BF16_VARIANTS
     "forward|amx_tiles|amx|dense_tiles=true|shared"
     "forward|channel_dots|best|knobs=formulation:1|shared"
     "forward|pair_dots|dot|bf16_pairs=true,knobs=formulation:1|shared"
+    "backward_data|amx_tiles|amx|dense_tiles=true|shared"
     "backward_data|channel_axpys|best|knobs=formulation:1|shared"
+    "backward_weight|amx_tiles|amx|dense_tiles=true|shared"
     "backward_weight|slot_sweeps|best|knobs=formulation:2|shared"
     "backward_weight|pair_sweeps|dot|bf16_pairs=true,knobs=formulation:2|shared"
     "backward_weight|pair_sweeps_16|dot|bf16_pairs=true,knobs=formulation:2+sample_block:16+channel_vectors:2|shared")

@@ -5,6 +5,8 @@
 #include "Halide.h"
 
 #include "backward_data_schedule.h"
+#include "dense_tiles.h"
+#include "dense_tiles_schedule.h"
 #include "error_signal.h"
 #include "precision.h"
 
@@ -21,6 +23,11 @@ public:
     GeneratorParam<std::string> knobs_target{"knobs_target", ""};
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
+    // bfloat16 only, CPU targets with AMX tiles (avx512_sapphirerapids), shared routing: dŷ
+    // scattered onto every expert row (zero where a row is not selected), then per strip of pixels
+    // one matrix product [pixels x K·K·NE·F] x [K·K·NE·F x C] on the tiles: NE/E times the products
+    // of the selected experts alone, at the tiles' rate (schedules/cpu/dense_tiles.cpp).
+    GeneratorParam<bool> dense_tiles{"dense_tiles", false};
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *weight = nullptr;          // (kw, kh, c, expert·F + f)
@@ -55,6 +62,11 @@ public:
         Expr experts = weight->dim(3).extent() / F;
         const Region grid = {{0, width}, {0, height}, {Expr(), Expr()}, {Expr(), Expr()}};
         const Type t = compute_type_of(dtype);
+        if (dense_tiles && (dtype != BFloat(16) || !shared_routing ||
+                            !get_target().has_feature(Target::AVX512_SapphireRapids))) {
+            throw CompileError("smoe_backward_data: dense_tiles=true needs dtype=bfloat16, shared routing and an "
+                               "avx512_sapphirerapids target");
+        }
 
         // dŷ, zero outside the grid.
         Func gated("gated");
@@ -79,6 +91,11 @@ public:
         Func expert_row("expert_row");
         Expr expert = routing_edge(slot_args);
         expert_row(row_args) = select(expert >= 0 && expert < experts, expert, 0) * F + jf % F;
+
+        if (dense_tiles) {
+            generate_dense_tiles(gated, w, h, c, b, K, pad, slots, experts, F);
+            return;
+        }
 
         Var kw("kw"), kh("kh"), row("row");
         Func bank("bank");
@@ -107,6 +124,56 @@ public:
         if (!using_autoscheduler()) {
             schedule_backward_data(stages, Knobs("backward_data", knobs, knobs_target, get_target()), get_target());
         }
+    }
+
+    // dense_tiles: dŷ of every bank row at every pixel (error_rows, rows innermost, bfloat16: zero
+    // where the row is not selected, each selected slot's dŷ rounded once), the K·K pixels each input
+    // pixel feeds as one row of it (strip, generators/dense_tiles.h, the bank rows per tap, taps
+    // flipped), the bank as the matching columns, one per input channel, in AMX's pairs layout;
+    // `dense` is their product, grad_x itself.
+    void generate_dense_tiles(Func gated, const Var &w, const Var &h, const Var &c, const Var &b, const Expr &K,
+                              const Expr &pad, const Expr &slots, const Expr &experts, const Expr &F) {
+        const Expr rows = experts * F, channels = grad_x->dim(2).extent();
+        const Expr width = grad_y->dim(0).extent(), height = grad_y->dim(1).extent();
+        const FieldOrder order{K, rows};
+        Var k("k"), n("n"), pair("pair");
+
+        // Scattered on the grid (grid_error), then copied into the layout padded around the grid
+        // (error_rows). Routing is a permutation of distinct experts in practice; repeated experts at
+        // a pixel add up (each addition rounded to bfloat16).
+        RDom slot(0, slots, "slot");
+        Expr selected = unsafe_promise_clamped(clamp((*indices)(w, h, slot / F), 0, experts - 1) * F + slot % F, 0,
+                                               rows - 1);
+        Func grid_error("grid_error");
+        grid_error(n, w, h, b) = cast(BFloat(16), 0);
+        grid_error(selected, w, h, b) =
+            narrow(widen(grid_error(selected, w, h, b), Float(32)) + gated(w, h, slot, b), BFloat(16));
+        Func error_rows("error_rows");
+        error_rows(n, w, h, b) = select(w >= 0 && w < width && h >= 0 && h < height,
+                                        grid_error(n, clamp(w, 0, width - 1), clamp(h, 0, height - 1), b),
+                                        cast(BFloat(16), 0));
+
+        Func strip("strip");
+        strip(k, w, h, b) =
+            error_rows(order.value_of(k), w - order.tap_of(k) % K + pad, h - order.tap_of(k) / K + pad, b);
+        Func bank_columns("bank_columns");
+        bank_columns(k, c) = select(order.value_of(k) < rows,
+                                    (*weight)(order.tap_of(k) % K, order.tap_of(k) / K, c,
+                                              min(order.value_of(k), rows - 1)),
+                                    cast(BFloat(16), 0));
+        Func bank_pairs = in_pairs_layout(bank_columns, channels, pair);
+        RDom r(0, order.depth(), "r");
+        Func dense = tile_product(strip, bank_pairs, r, n, w, h, b);
+        Func dense_rows("dense_rows");
+        dense_rows(n, w, h, b) = dense(n, w, h, b);
+        (*grad_x)(w, h, c, b) = narrow(dense_rows(c, w, h, b), BFloat(16));
+
+        // bank_pairs' rows: the channels rounded up to whole tiles of 16, in pairs, and one pair more
+        // (a sum the simplifier keeps as one term).
+        const Expr pair_stride = (channels + 15) / 16 * 32 + 2;
+        DenseTileStages stages{error_rows, strip, bank_pairs, dense, dense_rows, *grad_x,     w, h, c, b,
+                               n,          k,     pair,       r.x,   pair_stride, grid_error, slot};
+        schedule_backward_data_dense_tiles(stages, get_target());
     }
 };
 

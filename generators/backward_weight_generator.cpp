@@ -24,6 +24,7 @@
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
+#include "dense_tiles_schedule.h"
 #include "error_signal.h"
 #include "expert_lists.h"
 #include "precision.h"
@@ -47,6 +48,10 @@ public:
     GeneratorParam<int> batched_group_pixels{"batched_group_pixels", 0};
     GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};  // slot sweeps summing sample pairs (bfloat16, CPU)
     GeneratorParam<bool> dense_rows{"dense_rows", false};  // every expert row over every pixel (shared routing, CPU)
+    // bfloat16 only, CPU targets with AMX tiles (avx512_sapphirerapids), shared routing: the dense
+    // order on the tiles, per tap [NE·F x pixels] x [pixels x C], NE/E times the products of the
+    // selected experts alone at the tiles' rate (schedules/cpu/weight_tile_sums.cpp).
+    GeneratorParam<bool> dense_tiles{"dense_tiles", false};
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
     GeneratorInput<Buffer<>> *x = nullptr;               // (w, h, c, b)
@@ -88,6 +93,15 @@ public:
 
         if (batched_group_pixels > 0 && group_pixels <= 0) {
             throw CompileError("smoe_backward_weight: batched_group_pixels needs group_pixels > 0");
+        }
+        if (dense_tiles) {
+            if (dtype != BFloat(16) || !shared_routing || dense_rows || group_pixels > 0 || bf16_pairs ||
+                !get_target().has_feature(Target::AVX512_SapphireRapids)) {
+                throw CompileError("smoe_backward_weight: dense_tiles=true needs dtype=bfloat16, shared routing and "
+                                   "an avx512_sapphirerapids target, without dense_rows, group_pixels or bf16_pairs");
+            }
+            sum_on_tiles(gated);
+            return;
         }
         if (dense_rows) {
             if (!shared_routing || group_pixels > 0 || bf16_pairs || get_target().has_gpu_feature()) {
@@ -275,6 +289,74 @@ private:
         if (!using_autoscheduler()) {
             schedule_dense_rows(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
         }
+    }
+
+    // The dense order on AMX tiles (bfloat16, shared routing). Per tap, a matrix product whose
+    // depth is the pixels: the left operand dŷ of every bank row, the pixels of each grid row
+    // innermost and padded with zeros to whole chunks of kTileDepth (row_error, bfloat16: zero where
+    // the row is not selected, each selected slot's dŷ rounded once); the right operand the input
+    // shifted by each kw in AMX's pairs layout (each channel's two neighbouring pixels next to each
+    // other). The pixels are summed in blocks (a band of grid rows of one sample, about
+    // kBlockPixels pixels, the grid's rows padded with zeros to whole bands), each block's tile of
+    // 16 channels x 16 rows on the AMX tiles, the blocks then added in order: a fixed order, whatever
+    // the number of threads.
+    void sum_on_tiles(Func gated) {
+        constexpr int kTileDepth = 32;      // pixels of the reduction per tdpbf16ps
+        constexpr int kBlockPixels = 1024;  // a block's operands stay in L2 (2 MB on the CPUs with AMX)
+        Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b"), pair("pair"), band("band");
+        const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
+        const Expr rows = experts * F, channels = x->dim(2).extent();
+        const Expr padded_width = (width + kTileDepth - 1) / kTileDepth * kTileDepth;
+        const Expr band_rows = max(1, kBlockPixels / padded_width);
+        const Expr bands = (height + band_rows - 1) / band_rows;
+        const Type bf16 = BFloat(16);
+
+        // Scattered on the grid (grid_error), then copied into the padded layout (row_error).
+        // Routing is a permutation of distinct experts in practice; repeated experts at a pixel add
+        // up (each addition rounded to bfloat16).
+        RDom slot(0, slots, "slot");
+        Expr selected_row = unsafe_promise_clamped(clamp((*indices)(w, h, slot / F), 0, experts - 1) * F + slot % F,
+                                                   0, rows - 1);
+        Func grid_error("grid_error");
+        grid_error(w, row, h, b) = cast(bf16, 0);
+        grid_error(w, selected_row, h, b) =
+            narrow(widen(grid_error(w, selected_row, h, b), Float(32)) + gated(w, h, slot, b), bf16);
+        Func row_error("row_error");
+        row_error(w, row, h, b) = select(w < width && h < height,
+                                         grid_error(min(w, width - 1), row, min(h, height - 1), b), cast(bf16, 0));
+        Func input = BoundaryConditions::constant_exterior(*x, cast(bf16, 0),
+                                                           {{0, width}, {0, height}, {0, channels}, {0, batch}});
+        // One row of pairs per (sample, padded grid row, kw, pixel pair), flattened: the matcher takes
+        // the right operand's index as (pair row) * stride + pair only.
+        Var q("q");
+        const Expr half_width = padded_width / 2, padded_height = bands * band_rows + 2 * pad;
+        Expr t = q / half_width, u = t / K;
+        Func shifted_pairs("shifted_pairs");
+        shifted_pairs(pair, q) = input((q % half_width) * 2 + pair % 2 + t % K - pad, u % padded_height - pad, pair / 2,
+                                       u / padded_height);
+
+        RDom r(0, padded_width, 0, band_rows, "r");
+        Expr grid_row = band * band_rows + r.y;
+        Expr pair_row = ((b * padded_height + grid_row + kh) * K + kw) * half_width + r.x / 2;
+        Func sums("sums");
+        sums(c, row, kw, kh, band, b) = cast<float>(0);
+        sums(c, row, kw, kh, band, b) += cast<float>(row_error(r.x, row, grid_row, b)) *
+                                         cast<float>(shifted_pairs(c * 2 + r.x % 2, pair_row));
+        Func block_sums("block_sums");
+        block_sums(c, row, kw, kh, band, b) = sums(c, row, kw, kh, band, b);
+        RDom blocks(0, bands, 0, batch, "blocks");
+        Func total("total");
+        total(c, row, kw, kh) = cast<float>(0);
+        total(c, row, kw, kh) += block_sums(c, row, kw, kh, blocks.x, blocks.y);
+        (*grad_weight)(kw, kh, c, row) = narrow(total(c, row, kw, kh), dtype);
+
+        // shifted_pairs' rows: the channels rounded up to whole tiles, in pairs, and one pair more (a
+        // sum the simplifier keeps as one term).
+        const Expr pair_stride = (channels + 15) / 16 * 32 + 2;
+        WeightTileStages stages{grid_error, row_error, shifted_pairs, sums, block_sums, total, *grad_weight, kw, kh,
+                                c,          row,       w,             h,    b,          pair,  q,            band,
+                                slot,       r,         blocks,        pair_stride};
+        schedule_backward_weight_dense_tiles(stages, get_target());
     }
 
     // The expert-major order (shared routing): per band, row and group of `group_pixels` pixels,

@@ -3,6 +3,8 @@
 // Only the selected experts are evaluated.
 #include "Halide.h"
 
+#include "dense_tiles.h"
+#include "dense_tiles_schedule.h"
 #include "forward_schedule.h"
 #include "precision.h"
 
@@ -216,41 +218,30 @@ private:
         if (!using_autoscheduler()) schedule_forward_union_tiles(stages, get_target());
     }
 
-    // dense_tiles: the receptive field of each pixel as one row of bfloat16 values, ordered (block
-    // of kTileDepth channels, kh, kw, channel of the block) with the channels zero-padded to whole
-    // blocks, so that every chunk of kTileDepth values is one tap's contiguous channels; the bank as
-    // the matching columns, one per expert row, in the pairs layout AMX reads (row · 2 + k % 2, then
-    // k / 2: one stride between the pairs, which Halide's AMX matcher needs); `dense` is their
-    // product for every row at every pixel, and each output channel takes its expert's row.
+    // dense_tiles: the receptive field of each pixel as one row of bfloat16 values (generators/
+    // dense_tiles.h), the input channels per tap; the bank as the matching columns, one per expert
+    // row, in AMX's pairs layout; `dense` is their product for every row at every pixel, and each
+    // output channel takes its expert's row.
     void generate_dense_tiles(const Var &w, const Var &h, const Var &jf, const Var &b, const Expr &K,
                               const Expr &pad, const Expr &channels, const Expr &rows, const Expr &F,
                               Func expert_row, const std::vector<Var> &row_args) {
-        constexpr int kTileDepth = 32;  // bfloat16 values of the reduction per tile row (64 bytes)
-        const Expr blocks = (channels + kTileDepth - 1) / kTileDepth;
-        const Expr padded_depth = blocks * K * K * kTileDepth;
-        // The channel and the tap of position k of a row (k / kTileDepth first, so that a vector of a
-        // chunk's positions simplifies to one tap and a ramp of channels).
-        auto channel_of = [&](const Expr &k) { return k / kTileDepth / (K * K) * kTileDepth + k % kTileDepth; };
-        auto tap_of = [&](const Expr &k) { return (k / kTileDepth) % (K * K); };
-        Var k("k"), row("row"), pair("pair"), half("half"), n("n"), c("c");
+        const FieldOrder order{K, channels};
+        Var k("k"), row("row"), pair("pair"), n("n"), c("c");
         Func input = BoundaryConditions::constant_exterior(
             *x, cast(dtype, 0), {{0, x->dim(0).extent()}, {0, x->dim(1).extent()}, {0, channels}, {Expr(), Expr()}});
         Func channels_last("channels_last");
         channels_last(c, w, h, b) = input(w, h, c, b);
         Func strip("strip");
-        strip(k, w, h, b) = channels_last(channel_of(k), w + tap_of(k) % K - pad, h + tap_of(k) / K - pad, b);
+        strip(k, w, h, b) =
+            channels_last(order.value_of(k), w + order.tap_of(k) % K - pad, h + order.tap_of(k) / K - pad, b);
         Func bank_columns("bank_columns");
-        bank_columns(k, row) = select(channel_of(k) < channels,
-                                      (*weight)(tap_of(k) % K, tap_of(k) / K, min(channel_of(k), channels - 1), row),
+        bank_columns(k, row) = select(order.value_of(k) < channels,
+                                      (*weight)(order.tap_of(k) % K, order.tap_of(k) / K,
+                                                min(order.value_of(k), channels - 1), row),
                                       cast(dtype, 0));
-        Func padded_columns = BoundaryConditions::constant_exterior(
-            bank_columns, cast(dtype, 0), {{Expr(), Expr()}, {0, rows}});
-        Func bank_pairs("bank_pairs");
-        bank_pairs(pair, half) = padded_columns(half * 2 + pair % 2, pair / 2);
-        RDom r(0, padded_depth, "r");
-        Func dense("dense");
-        dense(n, w, h, b) = cast<float>(0);
-        dense(n, w, h, b) += cast<float>(strip(r.x, w, h, b)) * cast<float>(bank_pairs(n * 2 + r.x % 2, r.x / 2));
+        Func bank_pairs = in_pairs_layout(bank_columns, rows, pair);
+        RDom r(0, order.depth(), "r");
+        Func dense = tile_product(strip, bank_pairs, r, n, w, h, b);
         Func dense_rows("dense_rows");
         dense_rows(n, w, h, b) = dense(n, w, h, b);
         Expr response = dense_rows(expert_row(row_args), w, h, b);
@@ -258,8 +249,7 @@ private:
         if (weighted) gate = widen((*values)(w, h, jf / F), Float(32));
         (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
 
-        DenseTileStages stages{channels_last, strip,   bank_pairs, dense, dense_rows, expert_row, *y, w, h, jf, b,
-                               n,             k,       c,          pair,  r.x};
+        DenseTileStages stages{channels_last, strip, bank_pairs, dense, dense_rows, *y, w, h, jf, b, n, k, pair, r.x};
         schedule_forward_dense_tiles(stages, get_target());
     }
 };

@@ -333,10 +333,10 @@ int variant_dispatch(void *uc, const Args &a) {
 
 // bfloat16 CPU calls of an op with variants: as for float32 (variant_dispatch), the choice
 // "regular" or a variant's name forces that kernel, and "auto" measures them per shape when
-// measurement is on. With measurement off, "auto" takes the op's first variant this CPU runs (for
-// the forward amx_tiles, else channel dots, whose float32 FMAs outran the bf16 dot-product
-// instruction on an Intel Xeon with AVX512_BF16); layers of fewer than 8 input channels keep the
-// regular kernels.
+// measurement is on. With measurement off, "auto" takes the op's first variant this CPU runs
+// (amx_tiles where the CPU has AMX; else the forward's channel dots, whose float32 FMAs outran the
+// bf16 dot-product instruction on an Intel Xeon with AVX512_BF16, the channel axpys and the slot
+// sweeps); layers of fewer than 8 input channels keep the regular kernels.
 #ifdef SMOE_WITH_CPU_BFLOAT16
 template <typename Args, bool Shared, bool Weighted>
 int bf16_dispatch(void *uc, const Args &a) {

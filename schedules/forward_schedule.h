@@ -20,19 +20,6 @@ struct ForwardStages {
     Halide::Expr batch, out_channels, width;  // run-time extents, for specialisations
 };
 
-// The Funcs of the forward generator's dense_tiles algorithm (bfloat16, AMX tiles, shared routing).
-struct DenseTileStages {
-    Halide::Func channels_last;  // the zero-padded input re-laid out channels innermost, (c, w, h, b)
-    Halide::Func strip;       // each pixel's receptive field as one zero-padded row, (k, w, h, b)
-    Halide::Func bank_pairs;  // the bank in AMX's pairs layout, (expert row · 2 + k % 2, k / 2)
-    Halide::Func dense;       // every expert row's response at every pixel, (row, w, h, b): a reduction over k
-    Halide::Func dense_rows;  // dense, stored where the output channels read their rows
-    Halide::Func expert_row;  // weight row of each output channel, (w, h, jf)
-    Halide::Func output;      // y, (w, h, jf, b)
-    Halide::Var w, h, jf, b, row, k, c, pair;
-    Halide::RVar r;           // over the padded depth of the receptive field
-};
-
 // The Funcs of the forward generator's union_tiles algorithm (shared routing, CPU).
 struct UnionTileStages {
     Halide::Func input;           // x with zero padding outside the grid, (w, h, c, b)
@@ -51,7 +38,6 @@ struct UnionTileStages {
 };
 
 void schedule_forward(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
-void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_forward_union_tiles(UnionTileStages &stages, const Halide::Target &target);
 void schedule_forward_cpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);
 void schedule_forward_gpu(ForwardStages &stages, const Knobs &knobs, const Halide::Target &target);

@@ -229,7 +229,7 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
     }
 }
 
-// The expert-side gradients' bfloat16 variants (channel axpys, slot and pair sweeps) against the regular
+// The expert-side gradients' bfloat16 variants (channel axpys, slot and pair sweeps, amx_tiles) against the regular
 // bfloat16 kernels, float32 and the LibTorch reference's two passes, within one unit as above,
 // with damping.
 TEST(BFloat16GradientVariants, MatchRegularKernels) {
@@ -324,34 +324,40 @@ TEST(BFloat16ForwardVariants, DotProductsReadDenormalsAsZero) {
     smoe::set_kernel_variant("auto");
 }
 
-// The same for the weight gradient's pair sweeps: an input of denormal bfloat16 values gives a
-// zero weight gradient there, and the regular kernel's tiny exact sums elsewhere.
-TEST(BFloat16GradientVariants, PairSweepsReadDenormalsAsZero) {
-    std::vector<std::string> variants;
+// The same for the gradients: an input of denormal bfloat16 values gives a zero weight gradient
+// under the pair sweeps and the weight gradient's amx_tiles, and a bank of denormal values a zero
+// data gradient under the data gradient's amx_tiles; the regular kernels give the tiny exact sums.
+TEST(BFloat16GradientVariants, DotProductsReadDenormalsAsZero) {
+    std::vector<std::pair<std::string, std::string>> variants;  // (op, name)
     for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
-        const std::string name = v.name;
-        if (std::string(v.op) == "backward_weight" && v.shared_routing && !v.weighted &&
-            name.rfind("pair_sweeps", 0) == 0) {
-            variants.push_back(name);
+        const std::string op = v.op, name = v.name;
+        if (v.shared_routing && !v.weighted &&
+            ((op == "backward_weight" && (name.rfind("pair_sweeps", 0) == 0 || name == "amx_tiles")) ||
+             (op == "backward_data" && name == "amx_tiles"))) {
+            variants.emplace_back(op, name);
         }
     }
-    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product weight gradient";
-    EXPECT_TRUE(smoe::bf16_dot_products());
-    const at::Tensor x = at::full({2, 32, 2, 3}, 1e-39f).to(at::kBFloat16);
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bf16 dot-product or AMX gradients";
+    const at::Tensor denormal_x = at::full({2, 32, 2, 3}, 1e-39f).to(at::kBFloat16);
+    const at::Tensor denormal_weight = at::full({2, 32, 1, 1}, 1e-39f).to(at::kBFloat16);
+    const at::Tensor x = at::full({2, 32, 2, 3}, 1.0f).to(at::kBFloat16);
     const at::Tensor weight = at::full({2, 32, 1, 1}, 1.0f).to(at::kBFloat16);
     const at::Tensor indices = at::zeros({1, 2, 3}, at::kInt);
     const at::Tensor grad_y = at::ones({2, 1, 2, 3}).to(at::kBFloat16);
-    auto weight_gradient = [&](const std::string &choice) {
+    auto gradient = [&](const std::string &op, const std::string &choice) {
+        const bool weight_side = op == "backward_weight";
         smoe::set_kernel_variant(choice);
-        auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(grad_y, x, weight, indices, std::nullopt, std::nullopt,
-                                                             1, BackwardOptions{}, {false, true, false});
+        auto [gx, gw, gr, loss] = smoe::spatial_moe_backward(
+            grad_y, weight_side ? denormal_x : x, weight_side ? weight : denormal_weight, indices, std::nullopt,
+            std::nullopt, 1, BackwardOptions{}, {!weight_side, weight_side, false});
         smoe::set_kernel_variant("auto");
-        return widened(gw);
+        return weight_side ? widened(gw)[0] : widened(gx);  // the weight's row 0: the expert selected
     };
-    EXPECT_GT(weight_gradient("regular")[0].min().item<float>(), 0.f);
-    for (const std::string &variant : variants) {
-        const at::Tensor gw = weight_gradient(variant);
-        EXPECT_TRUE(at::equal(gw, at::zeros_like(gw))) << variant << ": " << gw;
+    for (const auto &[op, name] : variants) {
+        if (name.rfind("pair_sweeps", 0) == 0) EXPECT_TRUE(smoe::bf16_dot_products());
+        EXPECT_GT(gradient(op, "regular").abs().min().item<float>(), 0.f) << op;
+        const at::Tensor g = gradient(op, name);
+        EXPECT_TRUE(at::equal(g, at::zeros_like(g))) << op << " " << name << ": " << g;
     }
 }
 

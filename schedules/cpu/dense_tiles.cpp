@@ -1,42 +1,58 @@
-// CPU schedule of the forward's dense_tiles algorithm (bfloat16 on AMX tiles; generator parameter
-// dense_tiles=true, avx512_sapphirerapids targets).
+// CPU schedules of the dense_tiles algorithms (bfloat16 on AMX tiles; generator parameter
+// dense_tiles=true, avx512_sapphirerapids targets): the forward and the data gradient.
 //
-// - The input is re-laid out channels innermost once (channels_last), so that each chunk of a
-//   pixel's receptive field (one tap, a block of 32 channels) is contiguous.
+// - The left operand is re-laid out rows innermost once (rows_last: the forward's input channels
+//   last; the data gradient's dŷ scattered onto every bank row), so that each chunk of a pixel's
+//   receptive field (one tap, a block of 32 rows) is contiguous.
 // - The output runs in strips of kPixels pixels of one grid row, the rows of every sample in
 //   parallel. Per strip the pixels' receptive fields are copied into one row each (strip), in L1;
-//   dense_rows then holds every expert row's response at the strip's pixels, [rows x kPixels] in
-//   float32, and each output channel reads its expert's row there, a vector along the strip.
-// - dense_rows is made tile by tile: an AMX tile accumulates kTileRows expert rows x kPixels pixels
+//   dense_rows then holds the product's columns at the strip's pixels, [columns x kPixels] in
+//   float32, and each output channel reads its column there (the forward: its expert's row), a
+//   vector along the strip.
+// - dense_rows is made tile by tile: an AMX tile accumulates kTileRows columns x kPixels pixels
 //   over the padded depth, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by 32 x 16).
-//   The expert rows are rounded up to whole tiles (the padded bank columns are zero), so that every
+//   The columns are rounded up to whole tiles (the padded bank columns are zero), so that every
 //   tile is whole: Halide's AMX matcher takes constant 2-D tiles only.
 // - The bank is re-laid out in AMX's pairs layout once per call (bank_pairs).
-#include "forward_schedule.h"
+#include "dense_tiles_schedule.h"
 
 namespace smoe {
 
 using namespace Halide;
 
-void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
+namespace {
+
+void schedule_dense_tiles(DenseTileStages &s, const Target &target, bool transpose_tiles) {
     constexpr int kPixels = 16, kTileRows = 16, kTileDepth = 32;
     const int lanes = target.natural_vector_size(Float(32));
-    Var hb("hb"), wo("wo"), wi("wi");
-    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf)
-        .reorder(wi, s.jf, wo, s.h, s.b)
+    Var hb("hb"), wo("wo"), wi("wi"), co("co"), ci("ci");
+    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf);
+    if (transpose_tiles) {
+        // Each output channel is a column of dense_rows: a tile of 16 channels x 16 pixels read
+        // whole and transposed in registers, not 16 strided pixels per channel.
+        s.output.split(s.channel, co, ci, kTileRows, TailStrategy::GuardWithIf)
+            .reorder(wi, ci, co, wo, s.h, s.b)
+            .vectorize(ci);
+    } else {
+        s.output.reorder(wi, s.channel, wo, s.h, s.b);
+    }
+    s.output.fuse(s.h, s.b, hb).parallel(hb).vectorize(wi);
+
+    s.rows_last.compute_root()
         .fuse(s.h, s.b, hb)
         .parallel(hb)
-        .vectorize(wi);
-
-    s.channels_last.compute_root().fuse(s.h, s.b, hb).parallel(hb).vectorize(s.c, lanes, TailStrategy::GuardWithIf);
+        .vectorize(s.rows_last.args()[0], lanes, TailStrategy::GuardWithIf);
     s.bank_pairs.compute_root().vectorize(s.pair, lanes, TailStrategy::GuardWithIf);
+    // Halide's AMX matcher takes the right operand's row stride as one term: a realized extent the
+    // simplifier writes as e * 2 is not recognised, so the generator may give the stride itself.
+    if (s.pair_stride.defined()) s.bank_pairs.bound_storage(s.pair, s.pair_stride);
 
     Var kc("kc"), ki("ki");
     s.strip.compute_at(s.output, wo).split(s.k, kc, ki, kTileDepth).reorder(ki, s.w, kc).vectorize(ki);
 
     Var ro("ro"), ri("ri"), po("po"), pi("pi");
     s.dense_rows.compute_at(s.output, wo)
-        .tile(s.row, s.w, ro, po, ri, pi, kTileRows, kPixels, TailStrategy::RoundUp)
+        .tile(s.n, s.w, ro, po, ri, pi, kTileRows, kPixels, TailStrategy::RoundUp)
         .reorder(ri, pi, ro, po)
         .vectorize(ri)
         .vectorize(pi);
@@ -45,17 +61,32 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
     RVar chunk("chunk"), chunk_value("chunk_value");
     s.dense.compute_at(s.dense_rows, ro)
         .store_in(MemoryType::AMXTile)
-        .tile(s.row, s.w, zr, zp, kTileRows, kPixels)
+        .tile(s.n, s.w, zr, zp, kTileRows, kPixels)
         .vectorize(zr)
         .vectorize(zp);
     s.dense.update()
-        .tile(s.row, s.w, tr, tp, kTileRows, kPixels, TailStrategy::GuardWithIf)
+        .tile(s.n, s.w, tr, tp, kTileRows, kPixels, TailStrategy::GuardWithIf)
         .split(s.r, chunk, chunk_value, kTileDepth)
-        .reorder({chunk_value, tr, tp, chunk, s.row, s.w, s.h, s.b})
+        .reorder({chunk_value, tr, tp, chunk, s.n, s.w, s.h, s.b})
         .atomic()
         .vectorize(chunk_value)
         .vectorize(tr)
         .vectorize(tp);
+}
+
+}  // namespace
+
+void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { schedule_dense_tiles(s, target, false); }
+
+// The scatter of dŷ onto the bank rows: per grid row of a sample (in parallel), zeros, then per
+// slot a vector of pixels read in order from dŷ and the routing (each pixel writes its own rows
+// only), in L1; then copied into the padded layout.
+void schedule_backward_data_dense_tiles(DenseTileStages &s, const Target &target) {
+    schedule_dense_tiles(s, target, true);
+    const int lanes = target.natural_vector_size(Float(32));
+    const Var hb("hb");  // rows_last's loop over the rows of every sample (schedule_dense_tiles)
+    s.grid_error.compute_at(s.rows_last, hb).vectorize(s.n, lanes, TailStrategy::GuardWithIf);
+    s.grid_error.update().reorder(s.w, s.slot).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
 }
 
 }  // namespace smoe

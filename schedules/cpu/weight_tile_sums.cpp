@@ -1,0 +1,71 @@
+// CPU schedule of the weight gradient's dense_tiles algorithm (bfloat16 on AMX tiles; generator
+// parameter dense_tiles=true, avx512_sapphirerapids targets).
+//
+// - dŷ is scattered once per call onto every bank row, pixels innermost: per grid row of a sample
+//   (in parallel), zeros, then per slot a vector of pixels read in order (grid_error, in L1), then
+//   copied into the layout padded to whole chunks and bands (row_error). The input is re-laid out
+//   once per kw shift in AMX's pairs layout (shifted_pairs). A tile step then reads 16 rows x 32
+//   pixels of one and 32 pixels x 16 channels of the other, 64 contiguous bytes per row.
+// - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
+//   kTileRows bank rows, runs every tap and tile of kTileColumns channels over the block on one AMX
+//   tile (tdpbf16ps, kTileDepth pixels per step), stores them (block_sums) and adds them to the total.
+//   The block's operands, about 1 MB, stay in L2 across the task's 72 tiles; one tile over all
+//   pixels would stream the whole input from L3 once per row tile. Each total element is one task's
+//   sum in block order: the result does not depend on the number of threads.
+// - Channels and rows are rounded up to whole tiles (the padding reads zeros): Halide's AMX matcher
+//   takes constant 2-D tiles only.
+#include "dense_tiles_schedule.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &target) {
+    constexpr int kTileColumns = 16, kTileRows = 16, kTileDepth = 32;
+    const int lanes = target.natural_vector_size(Float(32));
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    Var hb("hb");
+
+    s.row_error.compute_root().fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
+    s.grid_error.compute_at(s.row_error, hb).vectorize(s.w, lanes, tail);
+    s.grid_error.update().reorder(s.w, s.slot).vectorize(s.w, lanes, tail);
+    s.shifted_pairs.compute_root()
+        .bound_storage(s.pair, s.pair_stride)  // one term, for Halide's AMX matcher (dense_tiles.cpp)
+        .parallel(s.q, 64)
+        .vectorize(s.pair, lanes, tail);
+
+    s.output.parallel(s.row);
+
+    Var co("co"), ro("ro"), ci("ci"), ri("ri");
+    s.total.compute_root().vectorize(s.c, lanes, tail).parallel(s.row);
+    s.total.update()
+        .split(s.row, ro, ri, kTileRows, TailStrategy::RoundUp)
+        .reorder(s.c, ri, s.kw, s.kh, ro, s.blocks.x, s.blocks.y)
+        .parallel(ro)
+        .vectorize(s.c, lanes, tail);
+
+    // The row tile's block sums, every tap and channel tile, made tile by tile.
+    s.block_sums.compute_at(s.total, ro)
+        .tile(s.c, s.row, co, ro, ci, ri, kTileColumns, kTileRows, TailStrategy::RoundUp)
+        .reorder(ci, ri, co, s.kw, s.kh, ro)
+        .vectorize(ci)
+        .vectorize(ri);
+
+    Var zc("zc"), zr("zr"), tc("tc"), tr("tr");
+    RVar chunk("chunk"), chunk_value("chunk_value");
+    s.sums.compute_at(s.block_sums, co)
+        .store_in(MemoryType::AMXTile)
+        .tile(s.c, s.row, zc, zr, kTileColumns, kTileRows)
+        .vectorize(zc)
+        .vectorize(zr);
+    s.sums.update()
+        .tile(s.c, s.row, tc, tr, kTileColumns, kTileRows, TailStrategy::GuardWithIf)
+        .split(s.r.x, chunk, chunk_value, kTileDepth)
+        .reorder({chunk_value, tc, tr, chunk, s.r.y, s.c, s.row, s.kw, s.kh, s.band, s.b})
+        .atomic()
+        .vectorize(chunk_value)
+        .vectorize(tc)
+        .vectorize(tr);
+}
+
+}  // namespace smoe

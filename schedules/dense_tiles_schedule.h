@@ -1,0 +1,51 @@
+// How the dense_tiles algorithms run (bfloat16 on AMX tiles, shared routing): the forward's and the
+// data gradient's, one matrix product per strip of pixels of a grid row, and the weight
+// gradient's, one per tap whose depth is every pixel.
+#pragma once
+
+#include "Halide.h"
+
+namespace smoe {
+
+// The Funcs of a dense_tiles algorithm (generators/forward_generator.cpp,
+// generators/backward_data_generator.cpp) that its schedule makes decisions about.
+struct DenseTileStages {
+    Halide::Func rows_last;   // the left operand re-laid out with its rows innermost, zero-padded: the
+                              // forward's input (c, w, h, b); the data gradient's dŷ of every bank row
+                              // (row, w, h, b), a padded copy of grid_error
+    Halide::Func strip;       // each pixel's receptive field in rows_last as one zero-padded row, (k, w, h, b)
+    Halide::Func bank_pairs;  // the bank's columns in AMX's pairs layout, (column · 2 + k % 2, k / 2)
+    Halide::Func dense;       // the product at every pixel, (n, w, h, b): a reduction over r
+    Halide::Func dense_rows;  // dense, stored where the output reads it
+    Halide::Func output;      // (w, h, channel, b)
+    Halide::Var w, h, channel, b, n, k, pair;
+    Halide::RVar r;           // over the padded depth of the receptive field
+    Halide::Expr pair_stride;  // where defined, bank_pairs' row stride (see schedule_dense_tiles)
+    Halide::Func grid_error;   // the data gradient's dŷ of every bank row on the grid, (row, w, h, b):
+                               // zero, then a scatter over the selected slots (an update)
+    Halide::RVar slot;         // grid_error's scatter
+};
+
+// The Funcs of the weight gradient's dense_tiles algorithm (generators/backward_weight_generator.cpp).
+struct WeightTileStages {
+    Halide::Func grid_error;     // dŷ of every bank row on the grid, (w, row, h, b): zero, then a scatter
+                                 // over the selected slots (an update)
+    Halide::Func row_error;      // grid_error, the grid padded with zeros to whole chunks and bands
+    Halide::Func shifted_pairs;  // the input shifted by kw in AMX's pairs layout, (c · 2 + w % 2, q): one row
+                                 // q per sample, padded grid row, kw and pair of pixels
+    Halide::Func sums;           // one block's sum per tap, (c, row, kw, kh, band, b): a reduction over r
+    Halide::Func block_sums;     // sums, stored where total reads it
+    Halide::Func total;          // the blocks' sums added in order, (c, row, kw, kh): a reduction over blocks
+    Halide::Func output;         // grad_weight, (kw, kh, c, row)
+    Halide::Var kw, kh, c, row, w, h, b, pair, q, band;
+    Halide::RVar slot;           // row_error's scatter
+    Halide::RDom r;              // a block's pixels: (padded w, row of the band)
+    Halide::RDom blocks;         // (band, b)
+    Halide::Expr pair_stride;    // shifted_pairs' row stride (as in DenseTileStages)
+};
+
+void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
+void schedule_backward_data_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
+void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);
+
+}  // namespace smoe
