@@ -44,6 +44,14 @@ struct WeightTileStages {
     Halide::Expr pair_stride;    // shifted_pairs' row stride (as in DenseTileStages)
 };
 
+// An AMX tile accumulator `tile`: zero, then an update summing bfloat16 products over `depth`,
+// computed at `at`'s loop `at_var` and stored in an AMX tile of `columns` x `rows` (column
+// innermost). kTileDepth values of `depth` per tdpbf16ps; `outer` lists the update's remaining
+// loops, innermost first. Halide's AMX matcher takes constant 2-D tiles only.
+void schedule_amx_accumulator(Halide::Func tile, Halide::Func at, const Halide::Var &at_var, const Halide::Var &column,
+                              const Halide::Var &row, int columns, int rows, const Halide::RVar &depth,
+                              const std::vector<Halide::VarOrRVar> &outer);
+
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_backward_data_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);

@@ -57,24 +57,32 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target, bool transpo
         .vectorize(ri)
         .vectorize(pi);
 
-    Var zr("zr"), zp("zp"), tr("tr"), tp("tp");
-    RVar chunk("chunk"), chunk_value("chunk_value");
-    s.dense.compute_at(s.dense_rows, ro)
-        .store_in(MemoryType::AMXTile)
-        .tile(s.n, s.w, zr, zp, kTileRows, kPixels)
-        .vectorize(zr)
-        .vectorize(zp);
-    s.dense.update()
-        .tile(s.n, s.w, tr, tp, kTileRows, kPixels, TailStrategy::GuardWithIf)
-        .split(s.r, chunk, chunk_value, kTileDepth)
-        .reorder({chunk_value, tr, tp, chunk, s.n, s.w, s.h, s.b})
-        .atomic()
-        .vectorize(chunk_value)
-        .vectorize(tr)
-        .vectorize(tp);
+    schedule_amx_accumulator(s.dense, s.dense_rows, ro, s.n, s.w, kTileRows, kPixels, s.r, {s.n, s.w, s.h, s.b});
 }
 
 }  // namespace
+
+void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &column, const Var &row, int columns,
+                              int rows, const RVar &depth, const std::vector<VarOrRVar> &outer) {
+    constexpr int kTileDepth = 32;  // bfloat16 values per tdpbf16ps: 64 bytes per tile row
+    Var zc("zc"), zr("zr"), tc("tc"), tr("tr");
+    RVar chunk("chunk"), chunk_value("chunk_value");
+    tile.compute_at(at, at_var)
+        .store_in(MemoryType::AMXTile)
+        .tile(column, row, zc, zr, columns, rows)
+        .vectorize(zc)
+        .vectorize(zr);
+    std::vector<VarOrRVar> order = {chunk_value, tc, tr, chunk};
+    order.insert(order.end(), outer.begin(), outer.end());
+    tile.update()
+        .tile(column, row, tc, tr, columns, rows, TailStrategy::GuardWithIf)
+        .split(depth, chunk, chunk_value, kTileDepth)
+        .reorder(order)
+        .atomic()
+        .vectorize(chunk_value)
+        .vectorize(tc)
+        .vectorize(tr);
+}
 
 void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { schedule_dense_tiles(s, target, false); }
 

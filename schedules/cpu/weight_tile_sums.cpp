@@ -8,7 +8,7 @@
 //   pixels of one and 32 pixels x 16 channels of the other, 64 contiguous bytes per row.
 // - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
 //   kTileRows bank rows, runs every tap and tile of kTileColumns channels over the block on one AMX
-//   tile (tdpbf16ps, kTileDepth pixels per step), stores them (block_sums) and adds them to the total.
+//   tile (tdpbf16ps, 32 pixels per step), stores them (block_sums) and adds them to the total.
 //   The block's operands, about 1 MB, stay in L2 across the task's 72 tiles; one tile over all
 //   pixels would stream the whole input from L3 once per row tile. Each total element is one task's
 //   sum in block order: the result does not depend on the number of threads.
@@ -21,7 +21,7 @@ namespace smoe {
 using namespace Halide;
 
 void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &target) {
-    constexpr int kTileColumns = 16, kTileRows = 16, kTileDepth = 32;
+    constexpr int kTileColumns = 16, kTileRows = 16;
     const int lanes = target.natural_vector_size(Float(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var hb("hb");
@@ -51,21 +51,8 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
         .vectorize(ci)
         .vectorize(ri);
 
-    Var zc("zc"), zr("zr"), tc("tc"), tr("tr");
-    RVar chunk("chunk"), chunk_value("chunk_value");
-    s.sums.compute_at(s.block_sums, co)
-        .store_in(MemoryType::AMXTile)
-        .tile(s.c, s.row, zc, zr, kTileColumns, kTileRows)
-        .vectorize(zc)
-        .vectorize(zr);
-    s.sums.update()
-        .tile(s.c, s.row, tc, tr, kTileColumns, kTileRows, TailStrategy::GuardWithIf)
-        .split(s.r.x, chunk, chunk_value, kTileDepth)
-        .reorder({chunk_value, tc, tr, chunk, s.r.y, s.c, s.row, s.kw, s.kh, s.band, s.b})
-        .atomic()
-        .vectorize(chunk_value)
-        .vectorize(tc)
-        .vectorize(tr);
+    schedule_amx_accumulator(s.sums, s.block_sums, co, s.c, s.row, kTileColumns, kTileRows, s.r.x,
+                             {s.r.y, s.c, s.row, s.kw, s.kh, s.band, s.b});
 }
 
 }  // namespace smoe
