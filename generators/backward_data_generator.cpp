@@ -74,6 +74,10 @@ public:
         if (weighted) gate = widen(shared_routing ? (*values)(w, h, jf / F) : (*values)(w, h, jf / F, b), t);
         Expr error = damped_error(widen((*grad_y)(w, h, jf, b), t), (*quantile)(b), *error_scale, *damping);
         gated(w, h, jf, b) = weighted ? error * gate : error;
+        if (dense_tiles) {
+            generate_dense_tiles(gated, w, h, c, b, K, pad, slots, experts, F);
+            return;
+        }
         Func grad_out = BoundaryConditions::constant_exterior(gated, cast(t, 0), grid);
 
         // Weight row of each output channel; off the grid the edge's row (multiplied by zero).
@@ -92,10 +96,6 @@ public:
         Expr expert = routing_edge(slot_args);
         expert_row(row_args) = select(expert >= 0 && expert < experts, expert, 0) * F + jf % F;
 
-        if (dense_tiles) {
-            generate_dense_tiles(gated, w, h, c, b, K, pad, slots, experts, F);
-            return;
-        }
 
         Var kw("kw"), kh("kh"), row("row");
         Func bank("bank");
@@ -139,15 +139,9 @@ public:
         Var k("k"), n("n"), pair("pair");
 
         // Scattered on the grid (grid_error), then copied into the layout padded around the grid
-        // (error_rows). Routing is a permutation of distinct experts in practice; repeated experts at
-        // a pixel add up (each addition rounded to bfloat16).
+        // (error_rows).
         RDom slot(0, slots, "slot");
-        Expr selected = unsafe_promise_clamped(clamp((*indices)(w, h, slot / F), 0, experts - 1) * F + slot % F, 0,
-                                               rows - 1);
-        Func grid_error("grid_error");
-        grid_error(n, w, h, b) = cast(BFloat(16), 0);
-        grid_error(selected, w, h, b) =
-            narrow(widen(grid_error(selected, w, h, b), Float(32)) + gated(w, h, slot, b), BFloat(16));
+        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, /*rows_innermost=*/true, n, w, h, b);
         Func error_rows("error_rows");
         error_rows(n, w, h, b) = select(w >= 0 && w < width && h >= 0 && h < height,
                                         grid_error(n, clamp(w, 0, width - 1), clamp(h, 0, height - 1), b),
@@ -168,11 +162,8 @@ public:
         dense_rows(n, w, h, b) = dense(n, w, h, b);
         (*grad_x)(w, h, c, b) = narrow(dense_rows(c, w, h, b), BFloat(16));
 
-        // bank_pairs' rows: the channels rounded up to whole tiles of 16, in pairs, and one pair more
-        // (a sum the simplifier keeps as one term).
-        const Expr pair_stride = (channels + 15) / 16 * 32 + 2;
-        DenseTileStages stages{error_rows, strip, bank_pairs, dense, dense_rows, *grad_x,     w, h, c, b,
-                               n,          k,     pair,       r.x,   pair_stride, grid_error, slot};
+        DenseTileStages stages{error_rows, strip, bank_pairs, dense, dense_rows, *grad_x, w, h, c, b, n, k, pair, r.x,
+                               pairs_row_stride(channels), grid_error, slot};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

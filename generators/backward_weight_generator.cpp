@@ -24,6 +24,7 @@
 #include "Halide.h"
 
 #include "backward_weight_schedule.h"
+#include "dense_tiles.h"
 #include "dense_tiles_schedule.h"
 #include "error_signal.h"
 #include "expert_lists.h"
@@ -301,7 +302,6 @@ private:
     // 16 channels x 16 rows on the AMX tiles, the blocks then added in order: a fixed order, whatever
     // the number of threads.
     void sum_on_tiles(Func gated) {
-        constexpr int kTileDepth = 32;      // pixels of the reduction per tdpbf16ps
         constexpr int kBlockPixels = 1024;  // a block's operands stay in L2 (2 MB on the CPUs with AMX)
         Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b"), pair("pair"), band("band");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
@@ -312,15 +312,8 @@ private:
         const Type bf16 = BFloat(16);
 
         // Scattered on the grid (grid_error), then copied into the padded layout (row_error).
-        // Routing is a permutation of distinct experts in practice; repeated experts at a pixel add
-        // up (each addition rounded to bfloat16).
         RDom slot(0, slots, "slot");
-        Expr selected_row = unsafe_promise_clamped(clamp((*indices)(w, h, slot / F), 0, experts - 1) * F + slot % F,
-                                                   0, rows - 1);
-        Func grid_error("grid_error");
-        grid_error(w, row, h, b) = cast(bf16, 0);
-        grid_error(w, selected_row, h, b) =
-            narrow(widen(grid_error(w, selected_row, h, b), Float(32)) + gated(w, h, slot, b), bf16);
+        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, /*rows_innermost=*/false, row, w, h, b);
         Func row_error("row_error");
         row_error(w, row, h, b) = select(w < width && h < height,
                                          grid_error(min(w, width - 1), row, min(h, height - 1), b), cast(bf16, 0));
@@ -350,12 +343,9 @@ private:
         total(c, row, kw, kh) += block_sums(c, row, kw, kh, blocks.x, blocks.y);
         (*grad_weight)(kw, kh, c, row) = narrow(total(c, row, kw, kh), dtype);
 
-        // shifted_pairs' rows: the channels rounded up to whole tiles, in pairs, and one pair more (a
-        // sum the simplifier keeps as one term).
-        const Expr pair_stride = (channels + 15) / 16 * 32 + 2;
         WeightTileStages stages{grid_error, row_error, shifted_pairs, sums, block_sums, total, *grad_weight, kw, kh,
                                 c,          row,       w,             h,    b,          pair,  q,            band,
-                                slot,       r,         blocks,        pair_stride};
+                                slot,       r,         blocks,        pairs_row_stride(channels)};
         schedule_backward_weight_dense_tiles(stages, get_target());
     }
 

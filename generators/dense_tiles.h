@@ -1,9 +1,14 @@
-// The pieces the dense_tiles algorithms share (bfloat16 on AMX tiles; the forward's and the data
-// gradient's): each pixel's receptive field as one row of a matrix product, the bank as its
-// columns in the pairs layout AMX reads, and their product.
+// The pieces the dense_tiles algorithms share (bfloat16 on AMX tiles): each pixel's receptive field
+// as one row of a matrix product, the bank as its columns in the pairs layout AMX reads, and their
+// product (the forward's and the data gradient's); the pairs' row stride and dŷ scattered onto every
+// bank row (both gradients').
 #pragma once
 
 #include "Halide.h"
+
+#include <vector>
+
+#include "precision.h"
 
 namespace smoe {
 
@@ -32,6 +37,33 @@ inline Halide::Func in_pairs_layout(Halide::Func columns, const Halide::Expr &co
     Func pairs("bank_pairs");
     pairs(pair, half) = padded(half * 2 + pair % 2, pair / 2);
     return pairs;
+}
+
+// The row stride of a pairs layout over `columns` columns: the columns rounded up to whole tiles of
+// 16, in pairs, and one pair more. Written as one sum on purpose: Halide's AMX matcher takes the
+// stride as one term and does not recognise the `e * 2` the simplifier makes of a realized extent.
+inline Halide::Expr pairs_row_stride(const Halide::Expr &columns) { return (columns + 15) / 16 * 32 + 2; }
+
+// dŷ of every bank row at every grid pixel in bfloat16 (both gradients' left operand before its
+// padding): zero where the row is not selected, each selected slot's `gated` value rounded once.
+// Routing is a permutation of distinct experts in practice; repeated experts at a pixel add up (each
+// addition rounded to bfloat16). rows_innermost: (row, w, h, b), else (w, row, h, b). `slot` is the
+// scatter's reduction, for the schedule.
+inline Halide::Func scatter_onto_rows(Halide::Func gated, Halide::Func routing, const Halide::RDom &slot,
+                                      const Halide::Expr &experts, const Halide::Expr &F, bool rows_innermost,
+                                      const Halide::Var &row, const Halide::Var &w, const Halide::Var &h,
+                                      const Halide::Var &b) {
+    using namespace Halide;
+    const Expr rows = experts * F;
+    Expr selected =
+        unsafe_promise_clamped(clamp(routing(w, h, slot / F), 0, experts - 1) * F + slot % F, 0, rows - 1);
+    auto at = [&](const Expr &r) {
+        return rows_innermost ? std::vector<Expr>{r, w, h, b} : std::vector<Expr>{w, r, h, b};
+    };
+    Func grid_error("grid_error");
+    grid_error(at(row)) = cast(BFloat(16), 0);
+    grid_error(at(selected)) = narrow(widen(grid_error(at(selected)), Float(32)) + gated(w, h, slot, b), BFloat(16));
+    return grid_error;
 }
 
 // dense(n, w, h, b) = Σ_k strip(k, w, h, b) · pairs(n · 2 + k % 2, k / 2), in float32.
