@@ -96,7 +96,6 @@ public:
         Expr expert = routing_edge(slot_args);
         expert_row(row_args) = select(expert >= 0 && expert < experts, expert, 0) * F + jf % F;
 
-
         Var kw("kw"), kh("kh"), row("row");
         Func bank("bank");
         bank(kw, kh, c, row) = widen((*weight)(kw, kh, c, row), t);

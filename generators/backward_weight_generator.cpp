@@ -305,7 +305,7 @@ private:
         constexpr int kBlockPixels = 1024;  // a block's operands stay in L2 (2 MB on the CPUs with AMX)
         Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b"), pair("pair"), band("band");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
-        const Expr rows = experts * F, channels = x->dim(2).extent();
+        const Expr channels = x->dim(2).extent();
         const Expr padded_width = (width + kTileDepth - 1) / kTileDepth * kTileDepth;
         const Expr band_rows = max(1, kBlockPixels / padded_width);
         const Expr bands = (height + band_rows - 1) / band_rows;

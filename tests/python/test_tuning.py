@@ -1,7 +1,8 @@
 """Tuning: a tiny-budget ./smoe tune run writes a valid store; the build reads a store into tuned
 kernels (a fresh configure puts its knobs into the generator commands, and one tuned kernel is
-compiled with its command); corrupt, stale and foreign stores are rejected with a message and the defaults are used;
-the tuned kernels this build compiled agree with the reference in every routing variant."""
+compiled with its command); corrupt, stale and foreign stores are rejected with a message and the
+defaults are used; the tuned kernels this build compiled agree with the reference in every routing
+variant."""
 import json
 import os
 import pathlib
