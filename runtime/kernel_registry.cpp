@@ -1,6 +1,8 @@
 #include "kernel_registry.h"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <atomic>
 #include <string>
 #include <vector>
@@ -33,7 +35,53 @@ int route_topk_choice(void *uc, const RouteTopKArgs &a) {
     return select ? SelectFirst(uc, a.routing, a.indices, a.values) : RankAll(uc, a.routing, a.indices, a.values);
 }
 
-// Adapters from each op's argument struct to its generated signatures (unweighted, weighted).
+// The routing scores of an unweighted call to a gated kernel: all 1, of the kernel's dtype, over
+// the extents of `indices`. One row of W ones (the kernels want a unit stride along W) is repeated
+// with stride 0 along the other dimensions. y·1 = y and dŷ·1 = dŷ exactly, so a gated kernel gives
+// an unweighted layer the same bits as an unweighted kernel would, for the price of one multiply
+// per output or error element; the CPU build compiles the forward and the expert-side gradients
+// gated only (cmake/SmoeKernels.cmake, GATED), half the kernels.
+class UnitGates {
+public:
+    UnitGates(const halide_buffer_t &indices, halide_type_t type) {
+        const int width = indices.dim[0].extent;
+        ones_.resize(static_cast<size_t>(width) * type.bytes());
+        for (int i = 0; i < width; ++i) write_one(ones_.data() + static_cast<size_t>(i) * type.bytes(), type);
+        for (int d = 0; d < indices.dimensions; ++d) {
+            dims_[d] = halide_dimension_t(indices.dim[d].min, indices.dim[d].extent, d == 0 ? 1 : 0);
+        }
+        buffer_.host = ones_.data();
+        buffer_.type = type;
+        buffer_.dimensions = indices.dimensions;
+        buffer_.dim = dims_.data();
+    }
+    UnitGates(const UnitGates &) = delete;
+    UnitGates &operator=(const UnitGates &) = delete;
+    halide_buffer_t *get() { return &buffer_; }
+
+private:
+    static void write_one(uint8_t *at, halide_type_t type) {
+        if (type.code == halide_type_bfloat) {
+            const uint16_t one = 0x3F80;
+            std::memcpy(at, &one, sizeof one);
+        } else if (type.bits == 16) {
+            const uint16_t one = 0x3C00;
+            std::memcpy(at, &one, sizeof one);
+        } else if (type.bits == 64) {
+            const double one = 1.0;
+            std::memcpy(at, &one, sizeof one);
+        } else {
+            const float one = 1.0f;
+            std::memcpy(at, &one, sizeof one);
+        }
+    }
+    std::vector<uint8_t> ones_;
+    std::array<halide_dimension_t, 4> dims_{};
+    halide_buffer_t buffer_{};
+};
+
+// Adapters from each op's argument struct to its generated signatures: unweighted, weighted, and
+// for the gated ops, an unweighted call to the weighted kernel (unit_gates).
 template <auto K>
 int forward_unweighted(void *uc, const ForwardArgs &a) {
     return K(uc, a.x, a.weight, a.indices, a.out_per_expert, a.y);
@@ -41,6 +89,13 @@ int forward_unweighted(void *uc, const ForwardArgs &a) {
 template <auto K>
 int forward_weighted(void *uc, const ForwardArgs &a) {
     return K(uc, a.x, a.weight, a.indices, a.values, a.out_per_expert, a.y);
+}
+template <auto K>
+int forward_unit_gates(void *uc, const ForwardArgs &a) {
+    UnitGates gates(*a.indices, a.x->type);
+    ForwardArgs gated = a;
+    gated.values = gates.get();
+    return forward_weighted<K>(uc, gated);
 }
 template <auto K>
 int backward_data_unweighted(void *uc, const BackwardDataArgs &a) {
@@ -54,6 +109,13 @@ int backward_data_weighted(void *uc, const BackwardDataArgs &a) {
              a.grad_x);
 }
 template <auto K>
+int backward_data_unit_gates(void *uc, const BackwardDataArgs &a) {
+    UnitGates gates(*a.indices, a.grad_y->type);
+    BackwardDataArgs gated = a;
+    gated.values = gates.get();
+    return backward_data_weighted<K>(uc, gated);
+}
+template <auto K>
 int backward_weight_unweighted(void *uc, const BackwardWeightArgs &a) {
     const DampingArgs &d = a.damping;
     return K(uc, a.grad_y, a.x, a.indices, a.out_per_expert, d.quantile, d.error_scale, d.damping, a.grad_weight);
@@ -63,6 +125,13 @@ int backward_weight_weighted(void *uc, const BackwardWeightArgs &a) {
     const DampingArgs &d = a.damping;
     return K(uc, a.grad_y, a.x, a.indices, a.values, a.out_per_expert, d.quantile, d.error_scale, d.damping,
              a.grad_weight);
+}
+template <auto K>
+int backward_weight_unit_gates(void *uc, const BackwardWeightArgs &a) {
+    UnitGates gates(*a.indices, a.grad_y->type);
+    BackwardWeightArgs gated = a;
+    gated.values = gates.get();
+    return backward_weight_weighted<K>(uc, gated);
 }
 template <auto K>
 int gate_gradient_unweighted(void *uc, const GateGradientArgs &a) {
@@ -103,40 +172,49 @@ using VariantTable = Kernel<Args>[2][2];
         {op##_unweighted<smoe_##op##_shared_unweighted_##suffix>,                              \
          op##_weighted<smoe_##op##_shared_weighted_##suffix>},                                 \
     }
+// The gated ops on the CPU: the weighted kernels serve both gatings.
+#define SMOE_GATED_TABLE(op, suffix)                                                           \
+    {                                                                                          \
+        {op##_unit_gates<smoe_##op##_per_sample_weighted_##suffix>,                            \
+         op##_weighted<smoe_##op##_per_sample_weighted_##suffix>},                             \
+        {op##_unit_gates<smoe_##op##_shared_weighted_##suffix>,                                \
+         op##_weighted<smoe_##op##_shared_weighted_##suffix>},                                 \
+    }
 
 // Every op's tables: CPU float32, and float64, float16 and bfloat16 when SMOE_CPU_DTYPES has them;
 // CUDA float32, float16 and bfloat16 when built.
 template <typename Args>
 struct Tables;
-#define SMOE_TABLES(Op, op)                                                                    \
+// CPU_TABLE: SMOE_GATED_TABLE for the gated ops, else SMOE_VARIANT_TABLE.
+#define SMOE_TABLES(Op, op, CPU_TABLE)                                                         \
     template <>                                                                                \
     struct Tables<Op##Args> {                                                                  \
-        static constexpr VariantTable<Op##Args> f32 = SMOE_VARIANT_TABLE(op, f32);             \
-        SMOE_F64_TABLE(Op, op)                                                                 \
-        SMOE_F16_TABLE(Op, op)                                                                 \
-        SMOE_BF16_TABLE(Op, op)                                                                \
+        static constexpr VariantTable<Op##Args> f32 = CPU_TABLE(op, f32);                      \
+        SMOE_F64_TABLE(Op, op, CPU_TABLE)                                                      \
+        SMOE_F16_TABLE(Op, op, CPU_TABLE)                                                      \
+        SMOE_BF16_TABLE(Op, op, CPU_TABLE)                                                     \
         SMOE_CUDA_TABLES(Op, op)                                                               \
     };
 
 #ifdef SMOE_WITH_CPU_FLOAT64
-#define SMOE_F64_TABLE(Op, op) static constexpr VariantTable<Op##Args> f64 = SMOE_VARIANT_TABLE(op, f64);
+#define SMOE_F64_TABLE(Op, op, CPU_TABLE) static constexpr VariantTable<Op##Args> f64 = CPU_TABLE(op, f64);
 #define SMOE_IF_F64(...) __VA_ARGS__
 #else
-#define SMOE_F64_TABLE(Op, op)
+#define SMOE_F64_TABLE(Op, op, CPU_TABLE)
 #define SMOE_IF_F64(...)
 #endif
 #ifdef SMOE_WITH_CPU_FLOAT16
-#define SMOE_F16_TABLE(Op, op) static constexpr VariantTable<Op##Args> f16 = SMOE_VARIANT_TABLE(op, f16);
+#define SMOE_F16_TABLE(Op, op, CPU_TABLE) static constexpr VariantTable<Op##Args> f16 = CPU_TABLE(op, f16);
 #define SMOE_IF_F16(...) __VA_ARGS__
 #else
-#define SMOE_F16_TABLE(Op, op)
+#define SMOE_F16_TABLE(Op, op, CPU_TABLE)
 #define SMOE_IF_F16(...)
 #endif
 #ifdef SMOE_WITH_CPU_BFLOAT16
-#define SMOE_BF16_TABLE(Op, op) static constexpr VariantTable<Op##Args> bf16 = SMOE_VARIANT_TABLE(op, bf16);
+#define SMOE_BF16_TABLE(Op, op, CPU_TABLE) static constexpr VariantTable<Op##Args> bf16 = CPU_TABLE(op, bf16);
 #define SMOE_IF_BF16(...) __VA_ARGS__
 #else
-#define SMOE_BF16_TABLE(Op, op)
+#define SMOE_BF16_TABLE(Op, op, CPU_TABLE)
 #define SMOE_IF_BF16(...)
 #endif
 
@@ -149,11 +227,11 @@ struct Tables;
 #define SMOE_CUDA_TABLES(Op, op)
 #endif
 
-SMOE_TABLES(Forward, forward)
-SMOE_TABLES(BackwardData, backward_data)
-SMOE_TABLES(BackwardWeight, backward_weight)
-SMOE_TABLES(GateGradient, gate_gradient)
-SMOE_TABLES(RCLoss, rc_loss)
+SMOE_TABLES(Forward, forward, SMOE_GATED_TABLE)
+SMOE_TABLES(BackwardData, backward_data, SMOE_GATED_TABLE)
+SMOE_TABLES(BackwardWeight, backward_weight, SMOE_GATED_TABLE)
+SMOE_TABLES(GateGradient, gate_gradient, SMOE_VARIANT_TABLE)
+SMOE_TABLES(RCLoss, rc_loss, SMOE_VARIANT_TABLE)
 
 // Tuned variants (cmake/SmoeTunedStore.cmake): the ops whose kernels the build may specialise per
 // shape class, and how a call's batch and input channels are read from its arguments.
@@ -382,18 +460,25 @@ Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
 
 }  // namespace
 
+// The variant lists name gated kernels (cmake/SmoeKernels.cmake): each is listed for both gatings,
+// weighted calls through op_weighted and unweighted ones through op_unit_gates.
 const std::vector<TunedVariantInfo> &tuned_variants() {
-#define SMOE_TUNED_VARIANT_ENTRY(op, shared, gating, shape_class, knobs, target, cpu, fn) \
-    {#op, shared, std::string(#gating) == "weighted", shape_class, knobs, target, cpu,   \
-     reinterpret_cast<const void *>(&op##_##gating<fn>), cpu_runs_target(target) && cpu_matches(cpu)},
+#define SMOE_TUNED_VARIANT_GATING(op, shared, weighted, adapter, shape_class, knobs, target, cpu, fn) \
+    {#op, shared, weighted, shape_class, knobs, target, cpu, reinterpret_cast<const void *>(&op##_##adapter<fn>), \
+     cpu_runs_target(target) && cpu_matches(cpu)}
+#define SMOE_TUNED_VARIANT_ENTRY(op, shared, shape_class, knobs, target, cpu, fn)                       \
+    SMOE_TUNED_VARIANT_GATING(op, shared, false, unit_gates, shape_class, knobs, target, cpu, fn),      \
+        SMOE_TUNED_VARIANT_GATING(op, shared, true, weighted, shape_class, knobs, target, cpu, fn),
     static const std::vector<TunedVariantInfo> variants = {SMOE_TUNED_VARIANT_LIST(SMOE_TUNED_VARIANT_ENTRY)};
 #undef SMOE_TUNED_VARIANT_ENTRY
+#undef SMOE_TUNED_VARIANT_GATING
     return variants;
 }
 
 const std::vector<Bf16VariantInfo> &bf16_variants() {
-#define SMOE_BF16_VARIANT_ENTRY(op, shared, gating, name, target, fn)                                  \
-    {#op, shared, std::string(#gating) == "weighted", name, target, reinterpret_cast<const void *>(&op##_##gating<fn>)},
+#define SMOE_BF16_VARIANT_ENTRY(op, shared, name, target, fn)                                        \
+    {#op, shared, false, name, target, reinterpret_cast<const void *>(&op##_unit_gates<fn>)},          \
+        {#op, shared, true, name, target, reinterpret_cast<const void *>(&op##_weighted<fn>)},
     static const std::vector<Bf16VariantInfo> variants = [] {
         std::vector<Bf16VariantInfo> runnable;
         for (const Bf16VariantInfo &v : std::vector<Bf16VariantInfo>{SMOE_BF16_VARIANT_LIST(SMOE_BF16_VARIANT_ENTRY)}) {
@@ -410,9 +495,9 @@ void set_tuned_kernels_enabled(bool enabled) {
 }
 
 const std::vector<FormulationVariantInfo> &formulation_variants() {
-#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, gating, name, params, classes, fn) \
-    {#op, shared, std::string(#gating) == "weighted", name, params, classes,                \
-     reinterpret_cast<const void *>(&op##_##gating<fn>)},
+#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, name, params, classes, fn)                        \
+    {#op, shared, false, name, params, classes, reinterpret_cast<const void *>(&op##_unit_gates<fn>)}, \
+        {#op, shared, true, name, params, classes, reinterpret_cast<const void *>(&op##_weighted<fn>)},
     // Built for AVX2-or-better targets only: on an older CPU none is listed.
     static const std::vector<FormulationVariantInfo> variants =
         cpu_runs_target(SMOE_FORMULATION_VARIANT_TARGET)

@@ -96,6 +96,35 @@ TEST(BackwardDeterminism, BitwiseIdenticalAcrossCallsAndThreadCounts) {
     }
 }
 
+// The CPU serves unweighted layers with the weighted kernels and unit gates, a stride-0 buffer of
+// ones (runtime/kernel_registry.cpp): the forward and the expert-side gradients must equal, bit
+// for bit, a call with an explicit tensor of ones as the scores, in every dtype and routing.
+TEST(UnitGates, UnweightedEqualsWeightedWithScoresOfOne) {
+    for (const at::ScalarType dtype : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
+        for (const bool shared : {true, false}) {
+            const LayerConfig c{3, 9, 11, 13, 6, 3, 3, 2, shared, false, dtype};
+            const testing::LayerTensors t = testing::random_layer(c, 31);
+            const at::Tensor indices = smoe::route_topk_indices(t.routing, c.E);
+            const at::Tensor ones = at::ones(indices.sizes(), t.x.options());
+            const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}, t.x.options());
+            const std::string label = std::string(c10::toString(dtype)) + (shared ? " shared" : " per_sample");
+            EXPECT_TRUE(at::equal(smoe::forward(t.x, t.weight, indices, std::nullopt, c.F),
+                                  smoe::forward(t.x, t.weight, indices, ones, c.F)))
+                << label;
+            BackwardOptions damped;
+            damped.damping = 0.1;
+            for (const BackwardOptions &options : {BackwardOptions{}, damped}) {
+                const auto unit = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, std::nullopt, std::nullopt,
+                                                             c.F, options, {true, true, false});
+                const auto scored = smoe::spatial_moe_backward(grad_y, t.x, t.weight, indices, ones, std::nullopt,
+                                                               c.F, options, {true, true, false});
+                EXPECT_TRUE(at::equal(std::get<0>(unit), std::get<0>(scored))) << label << " grad_x";
+                EXPECT_TRUE(at::equal(std::get<1>(unit), std::get<1>(scored))) << label << " grad_weight";
+            }
+        }
+    }
+}
+
 TEST(BackwardOutputMask, ComputesOnlyWhatIsAsked) {
     const LayerConfig c{2, 3, 5, 6, 4, 2, 3, 1, true, false};
     const testing::LayerTensors t = testing::random_layer(c, 25);

@@ -143,11 +143,13 @@ class Stores(unittest.TestCase):
              "-DSMOE_BUILD_TESTS=OFF", "-DSMOE_BUILD_BENCHMARKS=OFF", "-DSMOE_BUILD_EXAMPLES=OFF"])
         ninja = (build / "build.ninja").read_text()
         self.assertIn("knobs=pixel_vector:8 knobs_target=" + TARGET, ninja)
-        tuned = "smoe_forward_shared_unweighted_tuned_b1_3_c8p_"
+        tuned = "smoe_forward_shared_weighted_tuned_b1_3_c8p_"
         self.assertIn("knobs=dot_channels:2,row_tile:2", ninja)
         header = (build / "kernels" / "smoe_tuned_variants.h").read_text()
         cpu = f"{HOST_CPU['vendor']}|{HOST_CPU['family']}|{HOST_CPU['model']}"
-        self.assertEqual(header.count('"b1-3_c8+", "dot_channels:2,row_tile:2", "' + TARGET + '", "' + cpu + '"'), 4)
+        # Gated kernels, one per routing: each serves both gatings.
+        self.assertEqual(header.count('"b1-3_c8+", "dot_channels:2,row_tile:2", "' + TARGET + '", "' + cpu + '"'), 2)
+        self.assertNotIn("_unweighted_tuned_", ninja)
         # The fresh configure's own command for one tuned kernel, run with this build's generator
         # (the same sources) rather than building a second generator in the fresh tree.
         name = next(word for word in ninja.split() if word.startswith(tuned) and word.endswith(".h"))[:-2]
