@@ -91,13 +91,6 @@ int forward_weighted(void *uc, const ForwardArgs &a) {
     return K(uc, a.x, a.weight, a.indices, a.values, a.out_per_expert, a.y);
 }
 template <auto K>
-int forward_unit_gates(void *uc, const ForwardArgs &a) {
-    UnitGates gates(*a.indices, a.x->type);
-    ForwardArgs gated = a;
-    gated.values = gates.get();
-    return forward_weighted<K>(uc, gated);
-}
-template <auto K>
 int backward_data_unweighted(void *uc, const BackwardDataArgs &a) {
     const DampingArgs &d = a.damping;
     return K(uc, a.grad_y, a.weight, a.indices, a.out_per_expert, d.quantile, d.error_scale, d.damping, a.grad_x);
@@ -107,13 +100,6 @@ int backward_data_weighted(void *uc, const BackwardDataArgs &a) {
     const DampingArgs &d = a.damping;
     return K(uc, a.grad_y, a.weight, a.indices, a.values, a.out_per_expert, d.quantile, d.error_scale, d.damping,
              a.grad_x);
-}
-template <auto K>
-int backward_data_unit_gates(void *uc, const BackwardDataArgs &a) {
-    UnitGates gates(*a.indices, a.grad_y->type);
-    BackwardDataArgs gated = a;
-    gated.values = gates.get();
-    return backward_data_weighted<K>(uc, gated);
 }
 template <auto K>
 int backward_weight_unweighted(void *uc, const BackwardWeightArgs &a) {
@@ -126,12 +112,25 @@ int backward_weight_weighted(void *uc, const BackwardWeightArgs &a) {
     return K(uc, a.grad_y, a.x, a.indices, a.values, a.out_per_expert, d.quantile, d.error_scale, d.damping,
              a.grad_weight);
 }
+// An unweighted call through a gated kernel's weighted adapter, with unit gates of `type`.
+template <auto WeightedAdapter, typename Args>
+int with_unit_gates(void *uc, const Args &a, halide_type_t type) {
+    UnitGates gates(*a.indices, type);
+    Args gated = a;
+    gated.values = gates.get();
+    return WeightedAdapter(uc, gated);
+}
+template <auto K>
+int forward_unit_gates(void *uc, const ForwardArgs &a) {
+    return with_unit_gates<forward_weighted<K>>(uc, a, a.x->type);
+}
+template <auto K>
+int backward_data_unit_gates(void *uc, const BackwardDataArgs &a) {
+    return with_unit_gates<backward_data_weighted<K>>(uc, a, a.grad_y->type);
+}
 template <auto K>
 int backward_weight_unit_gates(void *uc, const BackwardWeightArgs &a) {
-    UnitGates gates(*a.indices, a.grad_y->type);
-    BackwardWeightArgs gated = a;
-    gated.values = gates.get();
-    return backward_weight_weighted<K>(uc, gated);
+    return with_unit_gates<backward_weight_weighted<K>>(uc, a, a.grad_y->type);
 }
 template <auto K>
 int gate_gradient_unweighted(void *uc, const GateGradientArgs &a) {
