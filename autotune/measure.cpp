@@ -127,8 +127,9 @@ bool OpBench::matches_reference(std::string &why) const {
         const Buffer<> &got = work_.buffers.at(name);
         const Buffer<> &want = reference_.at(name);
         if (got.type().is_float() || got.type().is_bfloat()) {
-            // bfloat16 results are compared to a bfloat16 unit (2^-8), float32 ones to 1e-3.
-            const bool bf16 = got.type().is_bfloat();
+            // bfloat16 results are compared to a bfloat16 unit (2^-8), float16 ones to a float16
+            // unit (2^-11), float32 ones to 1e-3.
+            const bool bf16 = got.type().is_bfloat(), f16 = got.type() == Float(16);
             double worst = 0, scale = 1;
             auto compare = [&](const auto &g, const auto &w) {
                 w.for_each_element([&](const int *pos) {
@@ -140,10 +141,12 @@ bool OpBench::matches_reference(std::string &why) const {
             };
             if (bf16) {
                 compare(Buffer<bfloat16_t>(got), Buffer<bfloat16_t>(want));
+            } else if (f16) {
+                compare(Buffer<float16_t>(got), Buffer<float16_t>(want));
             } else {
                 compare(Buffer<float>(got), Buffer<float>(want));
             }
-            if (!(worst <= (bf16 ? 1.0 / 256 : 1e-3) * scale)) {
+            if (!(worst <= (bf16 ? 1.0 / 256 : f16 ? 1.0 / 2048 : 1e-3) * scale)) {
                 why = "wrong results: " + name + " differs by " + std::to_string(worst);
                 return false;
             }

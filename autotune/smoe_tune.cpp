@@ -481,22 +481,31 @@ void print_table(const std::vector<OpResult> &results, const Options &options) {
     }
 }
 
+// The workload's float32 tensors, the quantile excepted, stored as `type`.
+template <typename Stored>
+void store_as(OpWorkload &work, const Halide::Type &type) {
+    for (auto &[name, buffer] : work.buffers) {
+        if (name == "quantile" || buffer.type() != Halide::Float(32)) continue;
+        Halide::Buffer<float> values = buffer;
+        Halide::Buffer<Stored> stored(type, nullptr, values.dimensions(), values.raw_buffer()->dim);
+        stored.allocate();
+        stored.for_each_element([&](const int *at) { stored(at) = Stored(values(at)); });
+        buffer = stored;
+    }
+}
+
 // The op's workload with the --generator-param choices.
 OpWorkload workload_of(const std::string &op, const LayerShape &shape, const Halide::Target &target,
                        const Options &options) {
     OpWorkload work = make_workload(op, shape, target);
     for (const auto &[name, value] : options.generator_params) work.params[name] = value;
-    // A bfloat16 kernel stores the layer's tensors in bfloat16; the quantile stays float32.
-    if (work.params["dtype"] == "bfloat16") {
-        for (auto &[name, buffer] : work.buffers) {
-            if (name == "quantile" || buffer.type() != Halide::Float(32)) continue;
-            Halide::Buffer<float> values = buffer;
-            Halide::Buffer<Halide::bfloat16_t> stored(Halide::BFloat(16), nullptr,
-                                                     values.dimensions(), values.raw_buffer()->dim);
-            stored.allocate();
-            stored.for_each_element([&](const int *at) { stored(at) = Halide::bfloat16_t(values(at)); });
-            buffer = stored;
-        }
+    // A bfloat16 or float16 kernel stores the layer's tensors in that type; the quantile stays
+    // float32.
+    const std::string dtype = work.params["dtype"];
+    if (dtype == "bfloat16") {
+        store_as<Halide::bfloat16_t>(work, Halide::BFloat(16));
+    } else if (dtype == "float16") {
+        store_as<Halide::float16_t>(work, Halide::Float(16));
     }
     return work;
 }

@@ -8,10 +8,14 @@ ens10-like layer (B = 1, C = 64, 96x192, NE = 256, E = 64) and cifar's (B = 32, 
 NE = 128, E = 64). The routing is given (route_topk is not timed). Per layer: a warm-up call each,
 then --rounds rounds, each timing every method (the median of 3 calls), starting one method later
 each round; printed are the medians of the rounds and naive's time over each method's with its
-range over the rounds. --dtype bfloat16 runs the bfloat16 kernels against naive in bfloat16.
+range over the rounds. --dtype bfloat16 or float16 runs those kernels against naive in that dtype;
+naive's float16 gradients are not timed (PyTorch's float16 convolution backward on the CPU takes
+seconds per call), only checked against: their ratios are to the regular kernel. --layers keeps
+the layers whose names start with one of its comma-separated prefixes.
 
   ./smoe python bench/kernel_variants.py [--op forward|backward_weight|backward_data]
-                                         [--dtype float32|bfloat16] [--rounds 7] [--threads 2]
+                                         [--dtype float32|bfloat16|float16] [--rounds 7] [--threads 2]
+                                         [--layers "weatherbench B8,cifar"]
 """
 import argparse
 import statistics
@@ -48,11 +52,15 @@ def cpu_model():
                                               fields.get("cpu family"), fields.get("model"))
 
 
+def dtype_name(dtype):
+    return str(dtype).split(".")[1]
+
+
 def kernel_variants(op, dtype):
     names = ["regular"]
     for line in smoe.kernel_variants():
         kernel_op, routing, gating, name, params = line.split()[:5]
-        typed = params.startswith("dtype=bfloat16") if dtype == torch.bfloat16 else "dtype=" not in params
+        typed = params.startswith(f"dtype={dtype_name(dtype)}@") if dtype != torch.float32 else "dtype=" not in params
         if kernel_op == op and routing == "shared" and gating == "unweighted" and typed:
             names.append(name)
     return names
@@ -111,20 +119,28 @@ def methods_of(op, variants, x, weight, indices, grad_y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--op", choices=["forward", "backward_weight", "backward_data"], default="forward")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--layers", default="", help="comma-separated prefixes of the layer names to run")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    # bfloat16 results against naive in bfloat16: a few units of the last place.
-    tolerance = 3e-2 if dtype == torch.bfloat16 else 1e-4
+    # Half-precision results against naive in that dtype: a few units of the last place.
+    tolerance = {torch.bfloat16: 3e-2, torch.float16: 4e-3}.get(dtype, 1e-4)
     variants = kernel_variants(args.op, dtype)
+    # The baseline of the ratios: naive, or the regular kernel where naive is not timed.
+    baseline = "regular" if dtype == torch.float16 and args.op != "forward" else "naive"
     print(f"{args.dtype} {args.op} per kernel on {cpu_model()}, {args.threads} threads; medians of {args.rounds} "
-          "interleaved rounds (each the median of 3 calls), ms; naive/kernel with its range")
+          f"interleaved rounds (each the median of 3 calls), ms; {baseline}/kernel with its range")
+    prefixes = [p for p in args.layers.split(",") if p]
     for name, B, C, H, W, NE, E, regions in LAYERS:
+        if prefixes and not any(name.startswith(p) for p in prefixes):
+            continue
         methods = methods_of(args.op, variants, *layer(B, C, H, W, NE, E, regions, dtype))
         reference = methods["naive"]().float()
+        if baseline != "naive":
+            del methods["naive"]
         for method, run in methods.items():
             difference = (run().float() - reference).abs().max() / reference.abs().max()
             if difference > tolerance:
@@ -140,9 +156,11 @@ def main():
                     methods[method]()
                     calls.append(time.perf_counter() - start)
                 times[method].append(sorted(calls)[1] * 1e3)
-        cells = [f"naive {statistics.median(times['naive']):.2f}"]
+        cells = [f"{baseline} {statistics.median(times[baseline]):.2f}"]
         for method in variants:
-            ratios = sorted(n / t for n, t in zip(times["naive"], times[method]))
+            if method == baseline:
+                continue
+            ratios = sorted(n / t for n, t in zip(times[baseline], times[method]))
             cells.append(f"{method} {statistics.median(times[method]):.2f} "
                          f"({statistics.median(ratios):.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f})")
         print(f"{name:26s} " + "   ".join(cells))

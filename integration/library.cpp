@@ -1,6 +1,7 @@
 // The smoe operator library: schemas of every operator and the C++ entry points. Each op's
 // implementations (CPU, CUDA, Meta) live in the file named after it.
 #include <algorithm>
+#include <utility>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -68,9 +69,12 @@ std::vector<std::string> kernel_variants() {
     for (const runtime::FormulationVariantInfo &v : runtime::formulation_variants()) {
         lines.push_back(variant_words(v) + v.name + " " + v.params + " " + v.classes);
     }
-    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
-        // Shape classes: every batch from 8 input channels, as bf16_dispatch chooses.
-        lines.push_back(variant_words(v) + v.name + " dtype=bfloat16@" + v.target + " b1-3_c8+,b4+_c8+");
+    for (auto [dtype, variants] : {std::pair{"bfloat16", &runtime::bf16_variants()},
+                                   std::pair{"float16", &runtime::f16_variants()}}) {
+        for (const runtime::HalfVariantInfo &v : *variants) {
+            // Shape classes: every batch from 8 input channels, as half_dispatch chooses.
+            lines.push_back(variant_words(v) + v.name + " dtype=" + dtype + "@" + v.target + " b1-3_c8+,b4+_c8+");
+        }
     }
     return lines;
 }
@@ -84,9 +88,9 @@ std::string kernel_variant() {
 }
 
 bool bf16_dot_products() {
-    const std::vector<runtime::Bf16VariantInfo> &variants = runtime::bf16_variants();
+    const std::vector<runtime::HalfVariantInfo> &variants = runtime::bf16_variants();
     return std::any_of(variants.begin(), variants.end(),
-                       [](const runtime::Bf16VariantInfo &v) { return std::string(v.name) == "pair_dots"; });
+                       [](const runtime::HalfVariantInfo &v) { return std::string(v.name) == "pair_dots"; });
 }
 
 std::string kernel_choice_cache() {

@@ -14,7 +14,7 @@
 
 #include "cpu_features.h"
 #include "variant_cache.h"
-#include "smoe_bf16_variants.h"
+#include "smoe_half_variants.h"
 #include "smoe_formulation_variants.h"
 #include "smoe_kernels.h"
 #include "smoe_tuned_variants.h"
@@ -408,17 +408,37 @@ int variant_dispatch(void *uc, const Args &a) {
     return regular(uc, a);
 }
 
-// bfloat16 CPU calls of an op with variants: as for float32 (variant_dispatch), the choice
-// "regular" or a variant's name forces that kernel, and "auto" measures them per shape when
-// measurement is on. With measurement off, "auto" takes the op's first variant this CPU runs
-// (amx_tiles where the CPU has AMX; else the forward's channel dots, whose float32 FMAs outran the
-// bf16 dot-product instruction on an Intel Xeon with AVX512_BF16, the channel axpys and the slot
-// sweeps); layers of fewer than 8 input channels keep the regular kernels.
+// The half-precision dtypes whose ops have variants: the regular kernels' table, the variant list
+// and the word the measured choice files them under.
 #ifdef SMOE_WITH_CPU_BFLOAT16
-template <typename Args, bool Shared, bool Weighted>
-int bf16_dispatch(void *uc, const Args &a) {
-    const Kernel<Args> regular = Tables<Args>::bf16[Shared][Weighted];
-    static const std::vector<const Bf16VariantInfo *> variants = variants_of<Args>(bf16_variants(), Shared, Weighted);
+struct BFloat16Kernels {
+    template <typename Args>
+    static const VariantTable<Args> &table() { return Tables<Args>::bf16; }
+    static const std::vector<HalfVariantInfo> &variants() { return bf16_variants(); }
+    static constexpr const char *word = " bfloat16";
+};
+#endif
+#ifdef SMOE_WITH_CPU_FLOAT16
+struct Float16Kernels {
+    template <typename Args>
+    static const VariantTable<Args> &table() { return Tables<Args>::f16; }
+    static const std::vector<HalfVariantInfo> &variants() { return f16_variants(); }
+    static constexpr const char *word = " float16";
+};
+#endif
+
+// bfloat16 and float16 CPU calls of an op with variants: as for float32 (variant_dispatch), the
+// choice "regular" or a variant's name forces that kernel, and "auto" measures them per shape when
+// measurement is on. With measurement off, "auto" takes the op's first variant of the dtype this
+// CPU runs (bfloat16: amx_tiles where the CPU has AMX; else the forward's channel dots, whose
+// float32 FMAs outran the bf16 dot-product instruction on an Intel Xeon with AVX512_BF16, the
+// channel axpys and the slot sweeps); layers of fewer than 8 input channels keep the regular
+// kernels.
+template <typename Dtype, typename Args, bool Shared, bool Weighted>
+int half_dispatch(void *uc, const Args &a) {
+    const Kernel<Args> regular = Dtype::template table<Args>()[Shared][Weighted];
+    static const std::vector<const HalfVariantInfo *> variants =
+        variants_of<Args>(Dtype::variants(), Shared, Weighted);
     const std::string chosen = current_choice();
     if (variants.empty() || chosen == "regular") return regular(uc, a);
     if (chosen != "auto" && chosen != "tuned") {
@@ -430,21 +450,26 @@ int bf16_dispatch(void *uc, const Args &a) {
     std::vector<Kernel<Args>> kernels = {regular};
     std::vector<std::string> names = {"regular"};
     add_candidates(kernels, names, variants);
-    return run_measured<Args, Shared, Weighted>(uc, a, " bfloat16", kernels, names);
+    return run_measured<Args, Shared, Weighted>(uc, a, Dtype::word, kernels, names);
 }
-#endif
+
+template <typename Dtype, typename Args>
+Kernel<Args> half_dispatch_of(RoutingVariant v) {
+    static constexpr VariantTable<Args> dispatch = {
+        {half_dispatch<Dtype, Args, false, false>, half_dispatch<Dtype, Args, false, true>},
+        {half_dispatch<Dtype, Args, true, false>, half_dispatch<Dtype, Args, true, true>},
+    };
+    return dispatch[v.shared_routing][v.weighted];
+}
 
 template <typename Args>
 Kernel<Args> with_variants(const VariantTable<Args> *table, RoutingVariant v) {
     if constexpr (TunedOp<Args>::has_variants) {
 #ifdef SMOE_WITH_CPU_BFLOAT16
-        if (table == &Tables<Args>::bf16) {
-            static constexpr VariantTable<Args> dispatch = {
-                {bf16_dispatch<Args, false, false>, bf16_dispatch<Args, false, true>},
-                {bf16_dispatch<Args, true, false>, bf16_dispatch<Args, true, true>},
-            };
-            return dispatch[v.shared_routing][v.weighted];
-        }
+        if (table == &Tables<Args>::bf16) return half_dispatch_of<BFloat16Kernels, Args>(v);
+#endif
+#ifdef SMOE_WITH_CPU_FLOAT16
+        if (table == &Tables<Args>::f16) return half_dispatch_of<Float16Kernels, Args>(v);
 #endif
         if (table == &Tables<Args>::f32) {
             static constexpr VariantTable<Args> dispatch = {
@@ -474,20 +499,28 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
     return variants;
 }
 
-const std::vector<Bf16VariantInfo> &bf16_variants() {
-#define SMOE_BF16_VARIANT_ENTRY(op, shared, name, target, fn)                                        \
+// The half-precision variants this CPU runs, from a generated list of gated kernels.
+#define SMOE_HALF_VARIANT_ENTRY(op, shared, name, target, fn)                                        \
     {#op, shared, false, name, target, reinterpret_cast<const void *>(&op##_unit_gates<fn>)},          \
         {#op, shared, true, name, target, reinterpret_cast<const void *>(&op##_weighted<fn>)},
-    static const std::vector<Bf16VariantInfo> variants = [] {
-        std::vector<Bf16VariantInfo> runnable;
-        for (const Bf16VariantInfo &v : std::vector<Bf16VariantInfo>{SMOE_BF16_VARIANT_LIST(SMOE_BF16_VARIANT_ENTRY)}) {
-            if (cpu_runs_target(v.target)) runnable.push_back(v);
-        }
-        return runnable;
-    }();
-#undef SMOE_BF16_VARIANT_ENTRY
+static std::vector<HalfVariantInfo> runnable(const std::vector<HalfVariantInfo> &listed) {
+    std::vector<HalfVariantInfo> found;
+    for (const HalfVariantInfo &v : listed) {
+        if (cpu_runs_target(v.target)) found.push_back(v);
+    }
+    return found;
+}
+
+const std::vector<HalfVariantInfo> &bf16_variants() {
+    static const std::vector<HalfVariantInfo> variants = runnable({SMOE_BF16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
     return variants;
 }
+
+const std::vector<HalfVariantInfo> &f16_variants() {
+    static const std::vector<HalfVariantInfo> variants = runnable({SMOE_F16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
+    return variants;
+}
+#undef SMOE_HALF_VARIANT_ENTRY
 
 void set_tuned_kernels_enabled(bool enabled) {
     tuned_kernels_enabled.store(enabled);
@@ -517,6 +550,7 @@ void set_kernel_variant(const std::string &wanted) {
     };
     add_names(formulation_variants());
     add_names(bf16_variants());
+    add_names(f16_variants());
     TORCH_CHECK(known, "set_kernel_variant: '", wanted, "' is not a kernel choice of this build (", names, ")");
     std::lock_guard<std::mutex> lock(choice_mutex);
     choice = wanted;

@@ -110,19 +110,22 @@ struct FormulationVariantInfo {
 };
 const std::vector<FormulationVariantInfo> &formulation_variants();
 
-// A bfloat16 CPU kernel besides the regular ones (cmake/SmoeKernels.cmake), listed only where this
-// CPU runs its target: the float32 formulations channel_dots, channel_axpys and slot_sweeps on
-// bfloat16 storage (float32 FMAs on widened operands), and the forward's pair_dots (bf16
-// dot-product instructions, AVX512_BF16), which sums in another order and reads denormal bfloat16
-// inputs as zero (README "Half precision"). The kernel choice picks among them as for float32.
-struct Bf16VariantInfo {
+// A bfloat16 or float16 CPU kernel besides the regular ones (cmake/SmoeKernels.cmake), listed only
+// where this CPU runs its target: the float32 formulations channel_dots, channel_axpys and
+// slot_sweeps on half-precision storage (float32 FMAs on widened operands), and for bfloat16 the
+// forward's pair_dots and the pair sweeps (bf16 dot-product instructions, AVX512_BF16) and
+// amx_tiles (AMX), which sum in another order and read denormal bfloat16 inputs as zero (README
+// "Half precision"). The kernel choice picks among an op's variants of the call's dtype as for
+// float32.
+struct HalfVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
     const char *name;
     const char *target;  // the Halide target it was compiled for
     const void *kernel;
 };
-const std::vector<Bf16VariantInfo> &bf16_variants();
+const std::vector<HalfVariantInfo> &bf16_variants();
+const std::vector<HalfVariantInfo> &f16_variants();
 
 // Which of an op's CPU float32 kernels serves a call:
 //   "auto" (the default): the fastest for the call's shape as measured on this CPU and cached

@@ -187,12 +187,14 @@ TEST(HalfPrecisionRounding, BFloat16RoundsLikeTorch) {
 // fewer channels than a block, odd K, F = 2, rows narrower and wider than a vector, both gatings;
 // the variants serve shared routing, and the per-sample shapes check that such calls keep the
 // regular kernels.
-TEST(BFloat16ForwardVariants, MatchRegularKernels) {
+// float16's variants (the same float32 formulations on float16 storage) are checked the same way,
+// to one float16 unit.
+void expect_forward_variants_match(at::ScalarType dtype, const std::vector<runtime::HalfVariantInfo> &listed) {
     std::vector<std::string> variants;
-    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+    for (const runtime::HalfVariantInfo &v : listed) {
         if (std::string(v.op) == "forward" && v.shared_routing && !v.weighted) variants.push_back(v.name);
     }
-    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bfloat16 forward variants";
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no " << c10::toString(dtype) << " forward variants";
     const LayerConfig configs[] = {
         {2, 32, 5, 19, 6, 3, 3, 1, true, false},  {3, 40, 4, 17, 5, 2, 3, 1, false, true},
         {1, 64, 6, 7, 8, 4, 1, 2, true, true},    {9, 96, 3, 33, 7, 3, 5, 1, false, false},
@@ -201,8 +203,8 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
     for (const std::string &variant : variants) {
         for (const LayerConfig &c : configs) {
             const testing::LayerTensors t = testing::random_layer(c, 11);
-            const at::Tensor x = t.x.to(at::kBFloat16), weight = t.weight.to(at::kBFloat16);
-            auto [indices, values] = smoe::route_topk(t.routing.to(at::kBFloat16), c.E);
+            const at::Tensor x = t.x.to(dtype), weight = t.weight.to(dtype);
+            auto [indices, values] = smoe::route_topk(t.routing.to(dtype), c.E);
             std::optional<at::Tensor> gate, gate32;
             if (c.weighted) {
                 gate = values;
@@ -216,14 +218,14 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
             const at::Tensor float32 = smoe::forward(widened(x), widened(weight), indices, gate32, c.F);
             std::ostringstream name;
             name << variant << " " << c;
-            ASSERT_EQ(y.scalar_type(), at::kBFloat16) << name.str();
-            const double tolerance = unit_of(at::kBFloat16);
+            ASSERT_EQ(y.scalar_type(), dtype) << name.str();
+            const double tolerance = unit_of(dtype);
             std::string mismatch = reference::compare(widened(y), widened(regular), tolerance);
             EXPECT_TRUE(mismatch.empty()) << name.str() << " against the regular kernel: " << mismatch;
-            mismatch = reference::compare(widened(y), widened(float32.to(at::kBFloat16)), tolerance);
+            mismatch = reference::compare(widened(y), widened(float32.to(dtype)), tolerance);
             EXPECT_TRUE(mismatch.empty()) << name.str() << " against float32: " << mismatch;
             const at::Tensor expected = reference::forward(widened(x), widened(weight), indices, gate32, c.F);
-            mismatch = reference::compare(widened(y), widened(expected.to(at::kBFloat16)), tolerance);
+            mismatch = reference::compare(widened(y), widened(expected.to(dtype)), tolerance);
             EXPECT_TRUE(mismatch.empty()) << name.str() << " against the reference: " << mismatch;
         }
     }
@@ -232,15 +234,15 @@ TEST(BFloat16ForwardVariants, MatchRegularKernels) {
 // The expert-side gradients' bfloat16 variants (channel axpys, slot and pair sweeps, amx_tiles) against the regular
 // bfloat16 kernels, float32 and the LibTorch reference's two passes, within one unit as above,
 // with damping.
-TEST(BFloat16GradientVariants, MatchRegularKernels) {
+void expect_gradient_variants_match(at::ScalarType dtype, const std::vector<runtime::HalfVariantInfo> &listed) {
     std::vector<std::string> variants;
-    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+    for (const runtime::HalfVariantInfo &v : listed) {
         if (std::string(v.op) != "forward" &&
             std::find(variants.begin(), variants.end(), v.name) == variants.end()) {
             variants.push_back(v.name);
         }
     }
-    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no bfloat16 gradient variants";
+    if (variants.empty()) GTEST_SKIP() << "this build or CPU has no " << c10::toString(dtype) << " gradient variants";
     const LayerConfig configs[] = {
         {2, 32, 5, 19, 6, 3, 3, 1, true, false}, {3, 40, 4, 17, 5, 2, 3, 1, false, true},
         {9, 24, 3, 33, 7, 3, 5, 2, true, true},  {8, 64, 4, 16, 12, 6, 3, 1, true, false},
@@ -250,9 +252,9 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
     for (const std::string &variant : variants) {
         for (const LayerConfig &c : configs) {
             const testing::LayerTensors t = testing::random_layer(c, 13);
-            const at::Tensor x = t.x.to(at::kBFloat16), weight = t.weight.to(at::kBFloat16);
-            auto [indices, values] = smoe::route_topk(t.routing.to(at::kBFloat16), c.E);
-            const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}).to(at::kBFloat16);
+            const at::Tensor x = t.x.to(dtype), weight = t.weight.to(dtype);
+            auto [indices, values] = smoe::route_topk(t.routing.to(dtype), c.E);
+            const at::Tensor grad_y = at::randn({c.B, c.E * c.F, c.H, c.W}).to(dtype);
             std::optional<at::Tensor> gate, gate32;
             if (c.weighted) {
                 gate = values;
@@ -273,11 +275,11 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
             reference::TwoPassOptions two_pass;
             two_pass.damping = options.damping;
             const reference::TwoPassGradients expected =
-                reference::two_pass_backward(widened(x), widened(weight), widened(t.routing.to(at::kBFloat16)), c.E,
+                reference::two_pass_backward(widened(x), widened(weight), widened(t.routing.to(dtype)), c.E,
                                              c.F, c.weighted, widened(grad_y), two_pass);
             std::ostringstream name;
             name << variant << " " << c;
-            const double tolerance = unit_of(at::kBFloat16);
+            const double tolerance = unit_of(dtype);
             const std::pair<const char *, std::array<at::Tensor, 4>> checks[] = {
                 {"grad_x", {grad_x, regular_x, grad_x32, expected.grad_x}},
                 {"grad_weight", {grad_weight, regular_weight, grad_weight32, expected.grad_weight}},
@@ -286,13 +288,26 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
                 std::string mismatch = reference::compare(widened(results[0]), widened(results[1]), tolerance);
                 EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against the regular kernel: "
                                               << mismatch;
-                mismatch = reference::compare(widened(results[0]), widened(results[2].to(at::kBFloat16)), tolerance);
+                mismatch = reference::compare(widened(results[0]), widened(results[2].to(dtype)), tolerance);
                 EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against float32: " << mismatch;
-                mismatch = reference::compare(widened(results[0]), widened(results[3].to(at::kBFloat16)), tolerance);
+                mismatch = reference::compare(widened(results[0]), widened(results[3].to(dtype)), tolerance);
                 EXPECT_TRUE(mismatch.empty()) << name.str() << " " << what << " against the reference: " << mismatch;
             }
         }
     }
+}
+
+TEST(BFloat16ForwardVariants, MatchRegularKernels) {
+    expect_forward_variants_match(at::kBFloat16, runtime::bf16_variants());
+}
+TEST(BFloat16GradientVariants, MatchRegularKernels) {
+    expect_gradient_variants_match(at::kBFloat16, runtime::bf16_variants());
+}
+TEST(Float16ForwardVariants, MatchRegularKernels) {
+    expect_forward_variants_match(at::kHalf, runtime::f16_variants());
+}
+TEST(Float16GradientVariants, MatchRegularKernels) {
+    expect_gradient_variants_match(at::kHalf, runtime::f16_variants());
 }
 
 // The bf16 dot-product instruction and the AMX tiles read denormal bfloat16 inputs as zero (and
@@ -300,7 +315,7 @@ TEST(BFloat16GradientVariants, MatchRegularKernels) {
 // amx_tiles, where the regular kernels give the tiny exact products' sums.
 TEST(BFloat16ForwardVariants, DotProductsReadDenormalsAsZero) {
     std::vector<std::string> variants;
-    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+    for (const runtime::HalfVariantInfo &v : runtime::bf16_variants()) {
         const std::string name = v.name;
         if (std::string(v.op) == "forward" && v.shared_routing && !v.weighted &&
             (name == "pair_dots" || name == "amx_tiles")) {
@@ -329,7 +344,7 @@ TEST(BFloat16ForwardVariants, DotProductsReadDenormalsAsZero) {
 // data gradient under the data gradient's amx_tiles; the regular kernels give the tiny exact sums.
 TEST(BFloat16GradientVariants, DotProductsReadDenormalsAsZero) {
     std::vector<std::pair<std::string, std::string>> variants;  // (op, name)
-    for (const runtime::Bf16VariantInfo &v : runtime::bf16_variants()) {
+    for (const runtime::HalfVariantInfo &v : runtime::bf16_variants()) {
         const std::string op = v.op, name = v.name;
         if (v.shared_routing && !v.weighted &&
             ((op == "backward_weight" && (name.rfind("pair_sweeps", 0) == 0 || name == "amx_tiles")) ||
