@@ -1,9 +1,9 @@
 #include "kernel_registry.h"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <atomic>
 #include <string>
 #include <vector>
 
@@ -323,6 +323,15 @@ std::vector<const Info *> variants_of(const std::vector<Info> &all, bool shared_
     return found;
 }
 
+// The half-precision variants of a generated list whose target this CPU runs.
+std::vector<HalfVariantInfo> runnable(const std::vector<HalfVariantInfo> &listed) {
+    std::vector<HalfVariantInfo> found;
+    for (const HalfVariantInfo &v : listed) {
+        if (cpu_runs_target(v.target)) found.push_back(v);
+    }
+    return found;
+}
+
 bool serves_class(const FormulationVariantInfo &v, int shape_class) {
     std::stringstream classes(v.classes);
     std::string name;
@@ -503,14 +512,6 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
 #define SMOE_HALF_VARIANT_ENTRY(op, shared, name, target, fn)                                        \
     {#op, shared, false, name, target, reinterpret_cast<const void *>(&op##_unit_gates<fn>)},          \
         {#op, shared, true, name, target, reinterpret_cast<const void *>(&op##_weighted<fn>)},
-static std::vector<HalfVariantInfo> runnable(const std::vector<HalfVariantInfo> &listed) {
-    std::vector<HalfVariantInfo> found;
-    for (const HalfVariantInfo &v : listed) {
-        if (cpu_runs_target(v.target)) found.push_back(v);
-    }
-    return found;
-}
-
 const std::vector<HalfVariantInfo> &bf16_variants() {
     static const std::vector<HalfVariantInfo> variants = runnable({SMOE_BF16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
     return variants;
