@@ -42,8 +42,16 @@ std::string knob_text(const std::map<std::string, int> &knobs) {
     return text;
 }
 
+// An error's first paragraph, up to 12 lines: Halide's schedule errors say on the lines after the
+// first what they are about (the invalid location and the legal ones).
 std::string first_line(const std::string &text) {
-    return text.substr(0, text.find('\n'));
+    size_t end = text.find('\n');
+    for (int lines = 1; end != std::string::npos && lines < 12; lines++) {
+        const size_t next = text.find('\n', end + 1);
+        if (next == end + 1) break;
+        end = next;
+    }
+    return text.substr(0, end);
 }
 
 void load_autoscheduler(const std::string &dir, const std::string &name) {

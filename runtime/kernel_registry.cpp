@@ -361,13 +361,15 @@ void add_candidates(std::vector<Kernel<Args>> &kernels, std::vector<std::string>
 }
 
 // Runs the candidate measured fastest for this call's op, dtype (`dtype_word`: "" for float32,
-// " bfloat16"), routing variant and shape, once per shape on this CPU (runtime/variant_cache.h).
-template <typename Args, bool Shared, bool Weighted>
+// " bfloat16"), routing and shape, once per shape on this CPU (runtime/variant_cache.h). Weighted
+// and unweighted calls share one choice ("gated"): both run the same gated kernels, so an
+// unweighted call's result stays that of a call with scores of one, bit for bit.
+template <typename Args, bool Shared>
 int run_measured(void *uc, const Args &a, const char *dtype_word, const std::vector<Kernel<Args>> &kernels,
                  const std::vector<std::string> &names) {
     if (kernels.size() == 1) return kernels[0](uc, a);
     const std::string key = std::string(TunedOp<Args>::name) + dtype_word + (Shared ? " shared " : " per_sample ") +
-                            (Weighted ? "weighted " : "unweighted ") + TunedOp<Args>::shape(a);
+                            "gated " + TunedOp<Args>::shape(a);
     const int chosen = choose_by_measurement(key, names, [&](int i) { return kernels[i](uc, a); });
     return kernels[chosen](uc, a);
 }
@@ -389,7 +391,7 @@ int measured_dispatch(void *uc, const Args &a, const std::vector<const Formulati
             }
         }
     }
-    return run_measured<Args, Shared, Weighted>(uc, a, "", kernels, names);
+    return run_measured<Args, Shared>(uc, a, "", kernels, names);
 }
 
 // CPU float32 calls of an op with variants (README "Choosing the kernels").
@@ -459,7 +461,7 @@ int half_dispatch(void *uc, const Args &a) {
     std::vector<Kernel<Args>> kernels = {regular};
     std::vector<std::string> names = {"regular"};
     add_candidates(kernels, names, variants);
-    return run_measured<Args, Shared, Weighted>(uc, a, Dtype::word, kernels, names);
+    return run_measured<Args, Shared>(uc, a, Dtype::word, kernels, names);
 }
 
 template <typename Dtype, typename Args>

@@ -183,7 +183,7 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     const testing::LayerTensors t = testing::random_layer(c, 35);
     auto [indices, values] = reference::route_topk(t.routing, c.E);
     const std::string filed =
-        runtime::kernel_filing_prefix() + " forward shared unweighted 23x3x19x2 3x3x19x7 23x3x3x2 F1 among regular,";
+        runtime::kernel_filing_prefix() + " forward shared gated 23x3x19x2 3x3x19x7 23x3x3x2 F1 among regular,";
     // Lines of builds with other candidates match too: at most one line is added, and only once.
     const int before = lines_with(path, filed);
     for (int repeat = 0; repeat < 3; ++repeat) smoe::forward(t.x, t.weight, indices, std::nullopt, 1);
@@ -196,7 +196,7 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     auto [indices_e4, values_e4] = reference::route_topk(t.routing, 4);
     smoe::forward(t.x, t.weight, indices_e4, std::nullopt, 1);
     EXPECT_GE(lines_with(path, runtime::kernel_filing_prefix() +
-                                   " forward shared unweighted 23x3x19x2 3x3x19x7 23x3x4x2 F1 among regular,"),
+                                   " forward shared gated 23x3x19x2 3x3x19x7 23x3x4x2 F1 among regular,"),
               1)
         << path;
     // The target is one of the build's, and this CPU runs it (the suite's CPUs run baseline x86-64).

@@ -295,7 +295,7 @@ class TunedKernels(unittest.TestCase):
         # Filed under the CPU, the build's kernel target (the first of SMOE_CPU_TARGETS it runs) and
         # the kernels' fingerprint (12 hex digits).
         filed = re.compile(re.escape(cpu) +
-                           r" x86-64-linux[-a-z0-9_]* kernels [0-9a-f]{12} forward shared unweighted 7x5x12x1 ")
+                           r" x86-64-linux[-a-z0-9_]* kernels [0-9a-f]{12} forward shared gated 7x5x12x1 ")
         self.assertTrue(any(filed.match(key) for key in keys), first)
         variants = {line.split()[3] for line in smoe.kernel_variants()}
         for line in first:
