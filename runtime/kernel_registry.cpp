@@ -530,15 +530,19 @@ void set_tuned_kernels_enabled(bool enabled) {
 }
 
 const std::vector<FormulationVariantInfo> &formulation_variants() {
-#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, name, params, classes, fn)                        \
-    {#op, shared, false, name, params, classes, reinterpret_cast<const void *>(&op##_unit_gates<fn>)}, \
-        {#op, shared, true, name, params, classes, reinterpret_cast<const void *>(&op##_weighted<fn>)},
-    // Built for AVX2-or-better targets only: on an older CPU none is listed.
-    static const std::vector<FormulationVariantInfo> variants =
-        cpu_runs_target(SMOE_FORMULATION_VARIANT_TARGET)
-            ? std::vector<FormulationVariantInfo>{SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)}
-            : std::vector<FormulationVariantInfo>{};
+    // Each listed where this CPU runs the least target it is built for (AVX2 or better, some
+    // AVX-512 only): on an older CPU none is.
+    static const std::vector<FormulationVariantInfo> variants = [] {
+        std::vector<FormulationVariantInfo> found;
+#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, name, params, classes, target, fn)                          \
+    if (cpu_runs_target(target)) {                                                                            \
+        found.push_back({#op, shared, false, name, params, classes, reinterpret_cast<const void *>(&op##_unit_gates<fn>)}); \
+        found.push_back({#op, shared, true, name, params, classes, reinterpret_cast<const void *>(&op##_weighted<fn>)});    \
+    }
+        SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)
 #undef SMOE_FORMULATION_VARIANT_ENTRY
+        return found;
+    }();
     return variants;
 }
 
