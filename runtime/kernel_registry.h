@@ -98,12 +98,12 @@ const std::vector<TunedVariantInfo> &tuned_variants();
 // Off: every call uses the regular kernels (for comparisons); on by default.
 void set_tuned_kernels_enabled(bool enabled);
 
-// A float32 CPU kernel in another formulation, built for the AVX2-or-better CPU targets
-// (cmake/SmoeKernels.cmake) and listed only where this CPU runs them.
+// A float32 CPU kernel in another formulation, built for the AVX2-or-better CPU targets (some for
+// the AVX-512 ones only; cmake/SmoeKernels.cmake) and listed only where this CPU runs them.
 struct FormulationVariantInfo {
     const char *op;  // forward, backward_data, backward_weight
     bool shared_routing, weighted;
-    const char *name;     // channel_dots, channel_axpys, slot_sweeps, dense_rows, expert_groups
+    const char *name;     // e.g. channel_dots, union_tiles, pixel_tiles_16, channel_axpys, slot_sweeps
     const char *params;   // the generator parameters it was compiled with
     const char *classes;  // the shape classes it serves when measurement is off, comma-separated
     const void *kernel;
