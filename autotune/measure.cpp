@@ -44,7 +44,7 @@ std::string knob_text(const std::map<std::string, int> &knobs) {
 
 // An error's first paragraph, up to 12 lines: Halide's schedule errors say on the lines after the
 // first what they are about (the invalid location and the legal ones).
-std::string first_line(const std::string &text) {
+std::string first_paragraph(const std::string &text) {
     size_t end = text.find('\n');
     for (int lines = 1; end != std::string::npos && lines < 12; lines++) {
         const size_t next = text.find('\n', end + 1);
@@ -189,9 +189,9 @@ std::unique_ptr<Compiled> OpBench::prepare(const Candidate &candidate, std::stri
         }
         return c;
     } catch (const Halide::Error &e) {
-        error = first_line(e.what());
+        error = first_paragraph(e.what());
     } catch (const std::exception &e) {
-        error = first_line(e.what());
+        error = first_paragraph(e.what());
     }
     return nullptr;
 }
@@ -224,7 +224,7 @@ Measurement OpBench::measure(const Candidate &candidate) {
         m.milliseconds = times[times.size() / 2];
         m.ok = true;
     } catch (const std::exception &e) {
-        m.error = first_line(e.what());
+        m.error = first_paragraph(e.what());
     }
     return m;
 }

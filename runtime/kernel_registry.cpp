@@ -323,10 +323,11 @@ std::vector<const Info *> variants_of(const std::vector<Info> &all, bool shared_
     return found;
 }
 
-// The half-precision variants of a generated list whose target this CPU runs.
-std::vector<HalfVariantInfo> runnable(const std::vector<HalfVariantInfo> &listed) {
-    std::vector<HalfVariantInfo> found;
-    for (const HalfVariantInfo &v : listed) {
+// The variants of a generated list (formulation or half-precision) whose target this CPU runs.
+template <typename Info>
+std::vector<Info> runnable(const std::vector<Info> &listed) {
+    std::vector<Info> found;
+    for (const Info &v : listed) {
         if (cpu_runs_target(v.target)) found.push_back(v);
     }
     return found;
@@ -515,12 +516,14 @@ const std::vector<TunedVariantInfo> &tuned_variants() {
     {#op, shared, false, name, target, reinterpret_cast<const void *>(&op##_unit_gates<fn>)},          \
         {#op, shared, true, name, target, reinterpret_cast<const void *>(&op##_weighted<fn>)},
 const std::vector<HalfVariantInfo> &bf16_variants() {
-    static const std::vector<HalfVariantInfo> variants = runnable({SMOE_BF16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
+    static const std::vector<HalfVariantInfo> variants =
+        runnable<HalfVariantInfo>({SMOE_BF16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
     return variants;
 }
 
 const std::vector<HalfVariantInfo> &f16_variants() {
-    static const std::vector<HalfVariantInfo> variants = runnable({SMOE_F16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
+    static const std::vector<HalfVariantInfo> variants =
+        runnable<HalfVariantInfo>({SMOE_F16_VARIANT_LIST(SMOE_HALF_VARIANT_ENTRY)});
     return variants;
 }
 #undef SMOE_HALF_VARIANT_ENTRY
@@ -530,19 +533,13 @@ void set_tuned_kernels_enabled(bool enabled) {
 }
 
 const std::vector<FormulationVariantInfo> &formulation_variants() {
-    // Each listed where this CPU runs the least target it is built for (AVX2 or better, some
-    // AVX-512 only): on an older CPU none is.
-    static const std::vector<FormulationVariantInfo> variants = [] {
-        std::vector<FormulationVariantInfo> found;
-#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, name, params, classes, target, fn)                          \
-    if (cpu_runs_target(target)) {                                                                            \
-        found.push_back({#op, shared, false, name, params, classes, reinterpret_cast<const void *>(&op##_unit_gates<fn>)}); \
-        found.push_back({#op, shared, true, name, params, classes, reinterpret_cast<const void *>(&op##_weighted<fn>)});    \
-    }
-        SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)
+#define SMOE_FORMULATION_VARIANT_ENTRY(op, shared, name, params, classes, target, fn)                        \
+    {#op, shared, false, name, params, classes, target, reinterpret_cast<const void *>(&op##_unit_gates<fn>)}, \
+        {#op, shared, true, name, params, classes, target, reinterpret_cast<const void *>(&op##_weighted<fn>)},
+    // Built for AVX2-or-better targets (some for AVX-512 only): on an older CPU none is listed.
+    static const std::vector<FormulationVariantInfo> variants =
+        runnable<FormulationVariantInfo>({SMOE_FORMULATION_VARIANT_LIST(SMOE_FORMULATION_VARIANT_ENTRY)});
 #undef SMOE_FORMULATION_VARIANT_ENTRY
-        return found;
-    }();
     return variants;
 }
 

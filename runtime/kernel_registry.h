@@ -106,6 +106,7 @@ struct FormulationVariantInfo {
     const char *name;     // e.g. channel_dots, union_tiles, pixel_tiles_16, channel_axpys, slot_sweeps
     const char *params;   // the generator parameters it was compiled with
     const char *classes;  // the shape classes it serves when measurement is off, comma-separated
+    const char *target;   // the least CPU target it is built for
     const void *kernel;
 };
 const std::vector<FormulationVariantInfo> &formulation_variants();
