@@ -36,17 +36,15 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
              "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)", {1}},
             {"axpy_taps_outer", {0, 1, 2}, 0,
              "channel axpys: 1: taps outermost over a tile's pixels (a tap's rows re-read from L1, the pixels' "
-             "sums kept in L1); 2: per pixel its taps, the sums in registers; 0: the target's choice (1 without "
-             "AVX-512)",
+             "sums kept in L1); 2: per pixel its taps, the sums in registers; 0: 1",
              {1}},
             {"axpy_row_padding", {0, 1, 2}, 0,
              "channel axpys: 1: the re-laid-out bank's channels padded to a multiple of 48, so that "
-             "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the target's choice "
-             "(padded without AVX-512)",
+             "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: 1",
              {1}},
             {"axpy_tile_vectors", {0, 1, 2, 4}, 0,
              "channel axpys: pixel vectors per tile, whose pixels re-read a tap's rows from L1 before the next "
-             "tap's; 0: the target's choice (4 without AVX-512, else 1)",
+             "tap's; 0: the target's choice (2 on AVX-512, else 4)",
              {1}},
         };
         for (const KnobSpec &k : pixel_tile_knobs_cpu()) all.push_back(k);

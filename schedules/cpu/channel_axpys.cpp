@@ -39,13 +39,15 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
     const int widest_batch = knobs["axpy_batch"] > 0 ? knobs["axpy_batch"] : registers / 4;
     const int row_tile = knobs["row_tile"];
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    // Measured on AVX2 (AMD EPYC family 25 model 1, JIT, weatherbench B8 / B4 / B1): taps outermost
-    // over the tile's pixels 72.7 -> 56.5 / 39.0 -> 31.6 / 17.3 -> 12.9 ms, padding the bank's rows
-    // then 55.3 / 28.5 / 11.7; cifar and ens10-like within noise. AVX-512 keeps the per-pixel taps
-    // until measured there.
+    // Taps outermost over the tile's pixels, then the bank's rows padded. AVX2 (AMD EPYC family 25
+    // model 1, JIT, weatherbench B8 / B4 / B1): 72.7 -> 56.5 / 39.0 -> 31.6 / 17.3 -> 12.9 ms, then
+    // 55.3 / 28.5 / 11.7; cifar and ens10-like within noise. AVX-512 (Intel Xeon family 6 model 207,
+    // JIT, medians of 5): weatherbench B8 / B1 19.8 -> 17.3 / 5.69 -> 5.08, cifar 10.1 -> 9.5,
+    // NE/E = 4 10.4 -> 9.1, ens10-like 13.7 -> 12.1; bfloat16 and float16 storage 18.5 -> 16.8 and
+    // 23.3 -> 20.0 at weatherbench B8.
     const bool wide = target.has_feature(Target::AVX512);
-    const bool taps_outer = knobs.on("axpy_taps_outer", !wide);
-    const bool pad_rows = knobs.on("axpy_row_padding", !wide);
+    const bool taps_outer = knobs.on("axpy_taps_outer", true);
+    const bool pad_rows = knobs.on("axpy_row_padding", true);
 
     std::vector<AxpyTile> tiles;
     for (int batch = widest_batch; batch >= 1; batch /= 2) {
@@ -54,10 +56,12 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
         for (int pixels : {lanes, 1}) tiles.push_back({pixels, std::min(vectors, 4), batch});
     }
     tiles.push_back({1, 1, 1});
-    // Pixel vectors per tile, where the grid is that wide. Measured on AVX2 (AMD EPYC family 25 model
-    // 1, JIT, 9 rounds), 1 -> 4: weatherbench B8 48.8 -> 45.7 ms, B1 11.0 -> 10.3, cifar 34.6 -> 31.8,
-    // ens10-like within noise. AVX-512 (taps per pixel) keeps 1 until measured there.
-    const int tile_vectors = knobs["axpy_tile_vectors"] > 0 ? knobs["axpy_tile_vectors"] : wide ? 1 : 4;
+    // Pixel vectors per tile, where the grid is that wide. AVX2 (AMD EPYC family 25 model 1, JIT,
+    // 9 rounds), 1 -> 4: weatherbench B8 48.8 -> 45.7 ms, B1 11.0 -> 10.3, cifar 34.6 -> 31.8,
+    // ens10-like within noise. AVX-512 (Intel Xeon family 6 model 207, JIT, taps outer and rows
+    // padded), 1 -> 2: weatherbench B8 17.1 -> 17.0, ens10-like 12.1 -> 11.9, cifar 9.47 -> 9.38;
+    // 4 lost at weatherbench B8 (18.0 against 17.3).
+    const int tile_vectors = knobs["axpy_tile_vectors"] > 0 ? knobs["axpy_tile_vectors"] : wide ? 2 : 4;
     auto fits = [&](const AxpyTile &t) { return s.width >= t.pixels && s.batch >= t.batch; };
     auto tile_pixels = [&](const AxpyTile &t) { return t.pixels > 1 ? t.pixels * tile_vectors : 1; };
 
