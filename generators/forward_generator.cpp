@@ -201,20 +201,23 @@ private:
         block_response(wi, hi, ui, block, tx, ty, b) +=
             bank(r.x, r.y, r.z, union_row) * input(tx * TW + wi + r.x - pad, ty * TH + hi + r.y - pad, r.z, b);
 
-        RDom filled(0, (experts * F + R - 1) / R, "filled");
-        filled.where(filled < blocks(tx, ty));
+        // Indexed by union row, so that the output's read needs no division by the block's rows.
+        RDom filled(0, R, 0, (experts * F + R - 1) / R, "filled");
+        filled.where(filled.y < blocks(tx, ty));
+        Var urow("urow");
         Func union_response("union_response");
-        union_response(wi, hi, ui, block, tx, ty, b) = undef(t);
-        union_response(wi, hi, ui, filled, tx, ty, b) = block_response(wi, hi, ui, filled, tx, ty, b);
+        union_response(wi, hi, urow, tx, ty, b) = undef(t);
+        union_response(wi, hi, filled.y * R + filled.x, tx, ty, b) =
+            block_response(wi, hi, filled.x, filled.y, tx, ty, b);
 
         Expr expert = clamp((*indices)(w, h, jf / F), 0, experts - 1);
         Expr row = clamp(position(expert, w / TW, h / TH), 0, experts - 1) * F + jf % F;
-        Expr response = union_response(w % TW, h % TH, row % R, row / R, w / TW, h / TH, b);
+        Expr response = union_response(w % TW, h % TH, row, w / TW, h / TH, b);
         Expr gate = weighted ? widen((*values)(w, h, jf / F), t) : cast(t, 1);
         (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
 
         UnionTileStages stages{input, bank, uses, position, members, blocks, block_response, union_response, *y,
-                               w, h, jf, b, wi, hi, ui, tx, ty, e, filled.x, r, TW, TH, R};
+                               w, h, jf, b, wi, hi, ui, tx, ty, e, filled.x, filled.y, r, TW, TH, R};
         if (!using_autoscheduler()) schedule_forward_union_tiles(stages, get_target());
     }
 

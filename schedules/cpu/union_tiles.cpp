@@ -53,7 +53,7 @@ void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
     s.union_response.update()
         .split(s.wi, wg, wv, lanes * vectors, TailStrategy::GuardWithIf)
         .split(s.hi, hg, hv, rows, TailStrategy::GuardWithIf)
-        .reorder(wv, s.ui, hv, wg, hg, s.b, s.filled)
+        .reorder(wv, s.filled_row, hv, wg, hg, s.b, s.filled)
         .vectorize(wv, lanes);
 
     // The register tile, over the whole receptive field.
