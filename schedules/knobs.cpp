@@ -34,13 +34,15 @@ const std::vector<KnobSpec> &backward_data_knobs_cpu() {
              {1}},
             {"axpy_vectors", {1, 2, 3, 4}, 0,
              "channel axpys: channel vectors of the widest register tile (0: half the registers / axpy_batch)", {1}},
-            {"axpy_taps_outer", {0, 1, 2}, 0,
+            // Both on for every target since they were measured on AVX-512 too, so no "target's
+            // choice" value: it would be a second name for 1 that the tuner times twice.
+            {"axpy_taps_outer", {1, 2}, 1,
              "channel axpys: 1: taps outermost over a tile's pixels (a tap's rows re-read from L1, the pixels' "
-             "sums kept in L1); 2: per pixel its taps, the sums in registers; 0: 1",
+             "sums kept in L1); 2: per pixel its taps, the sums in registers",
              {1}},
-            {"axpy_row_padding", {0, 1, 2}, 0,
+            {"axpy_row_padding", {1, 2}, 1,
              "channel axpys: 1: the re-laid-out bank's channels padded to a multiple of 48, so that "
-             "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: 1",
+             "rows a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded",
              {1}},
             {"axpy_tile_vectors", {0, 1, 2, 4}, 0,
              "channel axpys: pixel vectors per tile, whose pixels re-read a tap's rows from L1 before the next "

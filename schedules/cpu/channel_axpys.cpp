@@ -46,8 +46,8 @@ void schedule_channel_axpys_cpu(BackwardDataStages &s, const Knobs &knobs, const
     // NE/E = 4 10.4 -> 9.1, ens10-like 13.7 -> 12.1; bfloat16 and float16 storage 18.5 -> 16.8 and
     // 23.3 -> 20.0 at weatherbench B8.
     const bool wide = target.has_feature(Target::AVX512);
-    const bool taps_outer = knobs.on("axpy_taps_outer", true);
-    const bool pad_rows = knobs.on("axpy_row_padding", true);
+    const bool taps_outer = knobs["axpy_taps_outer"] == 1;
+    const bool pad_rows = knobs["axpy_row_padding"] == 1;
 
     std::vector<AxpyTile> tiles;
     for (int batch = widest_batch; batch >= 1; batch /= 2) {
