@@ -201,17 +201,22 @@ private:
     // The slot sweeps (shared routing): what one (pixel, slot, block of samples) adds to the slot's
     // expert row, per band, pixels in order and within a pixel the blocks in order. The batch is
     // padded with zero samples to whole blocks, so that every block has the same, fixed size.
+    // Either the block's samples are summed first (`contribution`) and that sum added to the row, or
+    // (knob sum_into_rows) each sample's product is added to the row in turn, samples in order.
     void sum_by_slot_sweeps(Func gated, Func expert_row, Expr bands, const Type &value_type, const Knobs &choices) {
         Var kw("kw"), kh("kh"), c("c"), row("row"), band("band"), w("w"), h("h"), jf("jf"), b("b"), block("block");
         const int samples = slot_sweep_samples(choices);
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         Expr blocks = (batch + samples - 1) / samples;
+        const bool into_rows = slot_sweeps_sum_into_rows(choices, bf16_pairs, get_target());
 
+        // Summed into the rows, the band's rows past the grid read zero dŷ instead of being selected
+        // away; the sum's row is the product's.
+        const Range rows_of_grid = into_rows ? Range(0, height) : Range(Expr(), Expr());
         Func padded_gated = BoundaryConditions::constant_exterior(
-            gated, cast(value_type, 0), {{Expr(), Expr()}, {Expr(), Expr()}, {Expr(), Expr()}, {0, batch}});
+            gated, cast(value_type, 0), {{Expr(), Expr()}, rows_of_grid, {Expr(), Expr()}, {0, batch}});
 
         Func contribution("contribution");
-        contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
         RDom rs;
         Func input, input_pairs("input_pairs"), gated_values = padded_gated;
         if (bf16_pairs) {
@@ -227,27 +232,40 @@ private:
             gated_values(w, h, jf, b) = narrow(padded_gated(w, h, jf, b), bf16);
             rs = RDom(0, 2, 0, samples / 2, "rs");
             Expr pair = block * (samples / 2) + rs.y;
+            contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
             contribution(kw, kh, c, w, h, jf, block) +=
                 cast(value_type, gated_values(w, h, jf, pair * 2 + rs.x)) *
                 cast(value_type, input_pairs(rs.x, c, w + kw - pad, h + kh - pad, pair));
         } else {
             input = BoundaryConditions::constant_exterior(widened(*x, value_type, "x_values"), cast(value_type, 0),
                                                           {{0, width}, {0, height}, {Expr(), Expr()}, {0, batch}});
-            rs = RDom(0, samples, "rs");
-            Expr sample = block * samples + rs;
-            contribution(kw, kh, c, w, h, jf, block) +=
-                padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
+            if (!into_rows) {
+                rs = RDom(0, samples, "rs");
+                Expr sample = block * samples + rs;
+                contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
+                contribution(kw, kh, c, w, h, jf, block) +=
+                    padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
+            }
         }
 
         // Per band, its pixels scattered into the experts' rows. Rows past the grid (the last
         // band may be partial) add zero to the edge row.
-        RDom p(0, slots, 0, width, 0, band_rows, 0, blocks, "p");
-        Expr grid_row = band * band_rows + p.z;
-        Expr clamped_row = min(grid_row, height - 1);
         Func partial("partial");
         partial(kw, kh, c, row, band) = cast(value_type, 0);
-        partial(kw, kh, c, expert_row(p.y, clamped_row, p.x), band) +=
-            select(grid_row < height, contribution(kw, kh, c, p.y, clamped_row, p.x, p.w), cast(value_type, 0));
+        RDom p;
+        if (into_rows) {
+            p = RDom({{0, slots}, {0, width}, {0, band_rows}, {0, blocks}, {0, samples}}, "p");
+            Expr grid_row = band * band_rows + p.z;
+            Expr sample = p.w * samples + p[4];
+            partial(kw, kh, c, expert_row(p.y, min(grid_row, height - 1), p.x), band) +=
+                padded_gated(p.y, grid_row, p.x, sample) * input(p.y + kw - pad, grid_row + kh - pad, c, sample);
+        } else {
+            p = RDom(0, slots, 0, width, 0, band_rows, 0, blocks, "p");
+            Expr grid_row = band * band_rows + p.z;
+            Expr clamped_row = min(grid_row, height - 1);
+            partial(kw, kh, c, expert_row(p.y, clamped_row, p.x), band) +=
+                select(grid_row < height, contribution(kw, kh, c, p.y, clamped_row, p.x, p.w), cast(value_type, 0));
+        }
 
         RDom t(0, bands, "t");
         Func total("total");
@@ -258,7 +276,7 @@ private:
         SlotSweepStages stages{input, gated_values, input_pairs, contribution, partial, total, *grad_weight,
                                kw,    kh,           c,           row,          band,    w,     h,
                                jf,    b,            block,       rs,           p,       t,     x->dim(2).extent(),
-                               *out_per_expert,     width,       samples,      bf16_pairs};
+                               *out_per_expert,     width,       samples,      bf16_pairs, into_rows};
         if (!using_autoscheduler()) schedule_slot_sweeps(stages, choices, get_target());
     }
 

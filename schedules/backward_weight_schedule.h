@@ -64,8 +64,8 @@ struct SlotSweepStages {
     Halide::Func input;         // x widened, zero past the grid and the batch, (w, h, c, b); none with bf16_pairs
     Halide::Func gated;         // dŷ, zero past the batch, (w, h, jf, b); bfloat16 with bf16_pairs
     Halide::Func input_pairs;   // bf16_pairs only: bfloat16 x, (member, c, w, h, pair), sample = 2 pair + member
-    Halide::Func contribution;  // (kw, kh, c, w, h, jf, block): a reduction over the block's samples
-    Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p = (slot, w, row in band, block)
+    Halide::Func contribution;  // (kw, kh, c, w, h, jf, block): a reduction over the block's samples; none into_rows
+    Halide::Func partial;       // (kw, kh, c, row, band); update scatters over p = (slot, w, row in band, block[, sample])
     Halide::Func total;         // (kw, kh, c, row); update sums the bands in order over t
     Halide::Func output;        // grad_weight, (kw, kh, c, row)
     Halide::Var kw, kh, c, row, band, w, h, jf, b, block;
@@ -75,9 +75,12 @@ struct SlotSweepStages {
     Halide::Expr channels, out_per_expert, width;
     int block_samples;          // samples per block
     bool bf16_pairs;
+    bool into_rows;             // each sample's product added straight to the row (p's fifth dimension)
 };
 // Samples per block of the slot sweeps: the knob sample_block, else 8.
 int slot_sweep_samples(const Knobs &knobs);
+// Whether the slot sweeps add each sample's product straight to the row (knob sum_into_rows).
+bool slot_sweeps_sum_into_rows(const Knobs &knobs, bool bf16_pairs, const Halide::Target &target);
 void schedule_slot_sweeps(SlotSweepStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 void schedule_backward_weight(BackwardWeightStages &stages, const Knobs &knobs,

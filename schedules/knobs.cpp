@@ -178,6 +178,11 @@ const std::vector<KnobSpec> &knob_space(const std::string &op, bool gpu) {
              "rows of experts a few apart fall on different 4 KiB offsets and L1 sets; 2: unpadded; 0: the "
              "target's choice (padded for float32 on AVX-512)",
              {2}},
+            {"sum_into_rows", {0, 1, 2}, 0,
+             "slot sweeps: 1: each sample's product added straight to its expert's row (the row loaded, one "
+             "FMA per sample, stored); 2: the block's samples summed in registers, then added to the row; "
+             "0: the target's choice (1 on AVX-512, else 2; bf16 pairs always 2)",
+             {2}},
             {"band_lanes", {0, 1}, 0,
              "shared routing: bands of rows in vector lanes, one task per (kh, kw), for few channels "
              "(0: channel vectors, one task per band)",

@@ -16,6 +16,9 @@
 //   4 KiB offset and L1 sets, and a slot's row load waits on an unrelated store. Channels padded to
 //   a multiple of 48 (144 for 128) break that (knob row_padding): measured 14% on AVX-512 float32
 //   at C = 128, nothing at C = 64, a loss with bf16 pairs and on AVX2, so only the first is padded.
+// - On AVX-512 each sample's product goes straight into the row (knob sum_into_rows): the row is
+//   loaded, takes one FMA per sample in order and is stored, with no sum of the block apart and no
+//   add after it. AVX2 keeps the block's sum (slot_sweeps_sum_into_rows says why).
 // - Bands are summed last, in band order, vectorised over channels: deterministic, whatever the
 //   number of threads.
 // - bf16_pairs (bfloat16 on CPUs with bf16 dot products): the field holds pairs of samples next to
@@ -76,6 +79,16 @@ void schedule_pair_operands(SlotSweepStages &s, const LoopLevel &block_level, in
 
 }  // namespace
 
+bool slot_sweeps_sum_into_rows(const Knobs &knobs, bool bf16_pairs, const Target &target) {
+    // The row loaded, one FMA per sample and stored, instead of the samples summed apart and then a
+    // load, an add and a store: 32 instead of 36 vector operations per slot at 4 channel vectors x
+    // 8 samples. JIT, medians of 5: AVX-512 (Intel Xeon family 6 model 207) weatherbench B8
+    // 21.3 -> 20.7 ms, NE/E = 4 12.1 -> 11.8, cifar 13.0 -> 12.6, bfloat16 storage 21.2 -> 20.7;
+    // AVX2 on the same CPU weatherbench 37.8 -> 41.1 (cifar 20.5 -> 19.6), so AVX-512 only.
+    // bf16 pairs sum their pairs' dot products apart.
+    return !bf16_pairs && knobs.on("sum_into_rows", target.has_feature(Target::AVX512));
+}
+
 int slot_sweep_samples(const Knobs &knobs) {
     // 8 samples per block on AVX-512 and AVX2 alike: on AVX2, 4 (a register's worth of dŷ
     // broadcasts) re-read each slot's row twice as often (AVX2, JIT, weatherbench, 4 channel
@@ -101,20 +114,22 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     s.partial.reorder(s.c, s.kw, s.kh, s.row, s.band).parallel(s.band).vectorize(s.c, lanes, tail);
 
     // Per band and channel block: taps, rows, pixels and blocks of samples (or rows, pixels, taps
-    // and blocks); the slots innermost, each adding to one block of its expert's row. Whole
-    // channel blocks and one output channel per expert (the usual layer: the row needs no division
-    // by F) get their own code; narrower blocks serve the rest.
+    // and blocks); the slots innermost, each adding to one block of its expert's row (summed into
+    // the rows: the block's samples within the slot, unrolled). Whole channel blocks and one output
+    // channel per expert (the usual layer: the row needs no division by F) get their own code;
+    // narrower blocks serve the rest.
     Var co("co"), ci("ci");
     auto schedule_sweep = [&](Stage stage, int channels_per_block) {
         stage.split(s.c, co, ci, channels_per_block, tail);
+        std::vector<VarOrRVar> order = {ci};
+        if (s.into_rows) order.push_back(s.p[4]);
         if (knobs["tap_order"] == 1) {
-            stage.reorder(ci, s.p.x, s.p.w, s.p.y, s.p.z, s.kw, s.kh, co, s.band);
+            order.insert(order.end(), {s.p.x, s.p.w, s.p.y, s.p.z, s.kw, s.kh, co, s.band});
         } else {
-            stage.reorder(ci, s.p.x, s.p.w, s.kw, s.kh, s.p.y, s.p.z, co, s.band);
+            order.insert(order.end(), {s.p.x, s.p.w, s.kw, s.kh, s.p.y, s.p.z, co, s.band});
         }
-        stage.parallel(s.band)
-            .vectorize(ci, lanes)
-            .unroll(ci);
+        stage.reorder(order).parallel(s.band).vectorize(ci, lanes).unroll(ci);
+        if (s.into_rows) stage.unroll(s.p[4]);
     };
     const Expr whole_blocks = s.channels % block == 0;
     Stage sweep = s.partial.update();
@@ -122,21 +137,28 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     schedule_sweep(sweep.specialize(whole_blocks), block);
     schedule_sweep(sweep, lanes);
 
-    // One slot's channel block, summed over the block's samples in registers.
-    s.contribution.compute_at(s.partial, s.p.x);
-    for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
     if (s.bf16_pairs) {
+        s.contribution.compute_at(s.partial, s.p.x);
+        for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
         schedule_pair_operands(s, LoopLevel(s.partial, co), lanes, channel_vectors);
     } else {
-        s.contribution.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail);
-        s.contribution.update()
-            .reorder(s.c, s.samples.x)
-            .vectorize(s.c, lanes, tail)
-            .unroll(s.c, channel_vectors, tail)
-            .unroll(s.samples.x);
+        Func field;
+        if (s.into_rows) {
+            field = s.input.in(s.partial);
+        } else {
+            // One slot's channel block, summed over the block's samples in registers.
+            s.contribution.compute_at(s.partial, s.p.x);
+            for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
+            s.contribution.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail);
+            s.contribution.update()
+                .reorder(s.c, s.samples.x)
+                .vectorize(s.c, lanes, tail)
+                .unroll(s.c, channel_vectors, tail)
+                .unroll(s.samples.x);
+            field = s.input.in(s.contribution);
+        }
 
         // The field with channels innermost, then samples.
-        Func field = s.input.in(s.contribution);
         const std::vector<Var> f = field.args();  // (w, h, c, b)
         hold_field(field, s, {1, 1, block, s.block_samples});
         field.reorder(f[2], f[3], f[0], f[1])
