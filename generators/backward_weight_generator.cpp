@@ -217,6 +217,7 @@ private:
             gated, cast(value_type, 0), {{Expr(), Expr()}, rows_of_grid, {Expr(), Expr()}, {0, batch}});
 
         Func contribution("contribution");
+        if (!into_rows) contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
         RDom rs;
         Func input, input_pairs("input_pairs"), gated_values = padded_gated;
         if (bf16_pairs) {
@@ -232,7 +233,6 @@ private:
             gated_values(w, h, jf, b) = narrow(padded_gated(w, h, jf, b), bf16);
             rs = RDom(0, 2, 0, samples / 2, "rs");
             Expr pair = block * (samples / 2) + rs.y;
-            contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
             contribution(kw, kh, c, w, h, jf, block) +=
                 cast(value_type, gated_values(w, h, jf, pair * 2 + rs.x)) *
                 cast(value_type, input_pairs(rs.x, c, w + kw - pad, h + kh - pad, pair));
@@ -242,7 +242,6 @@ private:
             if (!into_rows) {
                 rs = RDom(0, samples, "rs");
                 Expr sample = block * samples + rs;
-                contribution(kw, kh, c, w, h, jf, block) = cast(value_type, 0);
                 contribution(kw, kh, c, w, h, jf, block) +=
                     padded_gated(w, h, jf, sample) * input(w + kw - pad, h + kh - pad, c, sample);
             }

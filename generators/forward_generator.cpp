@@ -217,7 +217,7 @@ private:
         (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
 
         UnionTileStages stages{input, bank, uses, position, members, blocks, block_response, union_response, *y,
-                               w, h, jf, b, wi, hi, ui, tx, ty, e, filled.x, filled.y, r, TW, TH, R};
+                               w, h, jf, b, wi, hi, tx, ty, e, filled.x, filled.y, r, TW, TH, R};
         if (!using_autoscheduler()) schedule_forward_union_tiles(stages, get_target());
     }
 

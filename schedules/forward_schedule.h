@@ -31,7 +31,7 @@ struct UnionTileStages {
     Halide::Func block_response;  // one block's rows at a tile's pixels, (wi, hi, ui, block, tx, ty, b)
     Halide::Func union_response;  // the filled blocks' rows, (wi, hi, row, tx, ty, b); updated over `filled`
     Halide::Func output;          // y, (w, h, jf, b)
-    Halide::Var w, h, jf, b, wi, hi, ui, tx, ty, e;
+    Halide::Var w, h, jf, b, wi, hi, tx, ty, e;
     Halide::RVar filled_row, filled;  // union_response's update: a block's row, the blocks (guarded by `blocks`)
     Halide::RDom r;               // (kw, kh, c)
     int tile_width, tile_height, block_rows;

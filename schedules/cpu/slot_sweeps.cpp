@@ -137,18 +137,18 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
     schedule_sweep(sweep.specialize(whole_blocks), block);
     schedule_sweep(sweep, lanes);
 
-    if (s.bf16_pairs) {
+    if (!s.into_rows) {
+        // One slot's channel block, summed over the block's samples in registers.
         s.contribution.compute_at(s.partial, s.p.x);
         for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
+    }
+    if (s.bf16_pairs) {
         schedule_pair_operands(s, LoopLevel(s.partial, co), lanes, channel_vectors);
     } else {
         Func field;
         if (s.into_rows) {
             field = s.input.in(s.partial);
         } else {
-            // One slot's channel block, summed over the block's samples in registers.
-            s.contribution.compute_at(s.partial, s.p.x);
-            for (const Var &v : s.contribution.args()) s.contribution.bound_storage(v, v.same_as(s.c) ? block : 1);
             s.contribution.vectorize(s.c, lanes, tail).unroll(s.c, channel_vectors, tail);
             s.contribution.update()
                 .reorder(s.c, s.samples.x)
