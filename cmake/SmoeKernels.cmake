@@ -260,10 +260,17 @@ endfunction()
 # AVX-512's registers). On an Intel Xeon (family 6 model 207) it ran 8-9% faster at 16 to 32 samples
 # (cifar 7.93 against 8.65 ms, JIT); on AVX2, 16 accumulators take every register (36 against 20 ms),
 # so it is built for AVX-512 only.
+#
+# channel_dots_4: the channel dots with register tiles of 4 samples x 6 slots instead of 8 x 3 on
+# AVX-512: 10 instead of 11 loads per 24 FMAs, but each gathered weight vector serves half the
+# samples. On an Intel Xeon (family 6 model 207, 2 MiB L2, JIT) 1-3% faster at 8 samples and 6% at
+# 4 to 6 while the bank fits L2 (weatherbench 16.7 against 16.9 ms, NE/E = 4 9.10 against 9.41), 8%
+# slower once it does not (NE = 512: 11.8 against 10.9), so it is measured only.
 set(SMOE_FORMULATION_VARIANTS
     "forward|union_tiles|union_tiles=true|shared|b1-3_c8+"
     "forward|channel_dots|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "forward|pixel_tiles_16|knobs=accumulators:16|all|none|avx512"
+    "forward|channel_dots_4|knobs=formulation:1+dot_batch:4|all|none|avx512"
     "backward_data|channel_axpys|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "backward_weight|slot_sweeps|knobs=formulation:2|shared|b4+_c8+"
     "backward_weight|dense_rows|dense_rows=true|shared|b1-3_c8+"
