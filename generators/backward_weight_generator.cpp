@@ -251,17 +251,16 @@ private:
         // band may be partial) add zero to the edge row.
         Func partial("partial");
         partial(kw, kh, c, row, band) = cast(value_type, 0);
-        RDom p;
+        // p = (slot, w, row in band, block[, sample of the block]).
+        RDom p = into_rows ? RDom({{0, slots}, {0, width}, {0, band_rows}, {0, blocks}, {0, samples}}, "p")
+                           : RDom({{0, slots}, {0, width}, {0, band_rows}, {0, blocks}}, "p");
+        Expr grid_row = band * band_rows + p.z;
+        Expr clamped_row = min(grid_row, height - 1);
         if (into_rows) {
-            p = RDom({{0, slots}, {0, width}, {0, band_rows}, {0, blocks}, {0, samples}}, "p");
-            Expr grid_row = band * band_rows + p.z;
             Expr sample = p.w * samples + p[4];
-            partial(kw, kh, c, expert_row(p.y, min(grid_row, height - 1), p.x), band) +=
+            partial(kw, kh, c, expert_row(p.y, clamped_row, p.x), band) +=
                 padded_gated(p.y, grid_row, p.x, sample) * input(p.y + kw - pad, grid_row + kh - pad, c, sample);
         } else {
-            p = RDom(0, slots, 0, width, 0, band_rows, 0, blocks, "p");
-            Expr grid_row = band * band_rows + p.z;
-            Expr clamped_row = min(grid_row, height - 1);
             partial(kw, kh, c, expert_row(p.y, clamped_row, p.x), band) +=
                 select(grid_row < height, contribution(kw, kh, c, p.y, clamped_row, p.x, p.w), cast(value_type, 0));
         }
