@@ -72,13 +72,15 @@ void schedule_samples_innermost(Func gated, int lanes, int samples, const Expr &
 void schedule_block_input(Func input, const LoopLevel &at, int lanes, const Expr &width) {
     const std::vector<Var> in = input.args();  // (w, h, c, b)
     input.compute_at(at).reorder_storage(in[2], in[3], in[0], in[1]);
-    // A transpose: tiles of channels x pixels read as dense rows of x (NCHW), written channel-innermost.
+    // A transpose: a vector of channels at a time for each of `lanes` unrolled pixels, so that the
+    // zero border is a scalar test per pixel (with the pixels vectorised too, every load was a
+    // per-lane gather through the stack).
     Var wo("wo"), wi("wi");
     input.specialize(width >= lanes)
         .split(in[0], wo, wi, lanes, TailStrategy::ShiftInwards)
         .reorder(in[2], wi, in[3], wo, in[1])
         .vectorize(in[2], lanes, TailStrategy::GuardWithIf)
-        .vectorize(wi);
+        .unroll(wi);
     input.reorder(in[2], in[3], in[0], in[1]).vectorize(in[2], lanes, TailStrategy::GuardWithIf);
 }
 
