@@ -56,8 +56,8 @@ void schedule_register_tile(Func tile, const WeightTile &layout, Var c, Var kw, 
 void schedule_samples_innermost(Func gated, int lanes, int samples, const Expr &whole_tiles, const Expr &width) {
     const std::vector<Var> g = gated.args();  // (w, h, jf, b)
     gated.compute_root().reorder_storage(g[3], g[2], g[0], g[1]);
-    // A transpose: tiles of samples x pixels read as dense rows of dŷ, written as dense runs of
-    // samples (one vector per pixel), where the batch is a whole number of tiles.
+    // A transpose: dense runs of samples (one vector per pixel) for each of `lanes` unrolled pixels,
+    // where the batch is a whole number of tiles; the zero border is then a scalar test per pixel.
     Var wo("wo"), wi("wi"), bo("bo"), bi("bi");
     gated.specialize(whole_tiles && width >= lanes)
         .split(g[0], wo, wi, lanes, TailStrategy::ShiftInwards)
@@ -65,7 +65,7 @@ void schedule_samples_innermost(Func gated, int lanes, int samples, const Expr &
         .reorder(bi, wi, bo, g[2], wo, g[1])
         .parallel(g[1])
         .vectorize(bi)
-        .vectorize(wi);
+        .unroll(wi);
     gated.reorder(g[0], g[3], g[2], g[1]).parallel(g[1]).vectorize(g[0], lanes, TailStrategy::GuardWithIf);
 }
 
