@@ -21,6 +21,8 @@
 
 #include <algorithm>
 
+#include "channels_innermost.h"
+
 namespace smoe {
 
 using namespace Halide;
@@ -132,20 +134,10 @@ void schedule_channel_dots_cpu(ForwardStages &s, const Knobs &knobs, const Targe
         .vectorize(k[2], operand_lanes, TailStrategy::GuardWithIf);
 
     // The input channel-innermost, once per call: a tap's channels and its neighbours along kw are
-    // one contiguous run per sample. Copied a vector of channels at a time for each of `lanes`
-    // unrolled pixels, so that the zero border is a scalar test per pixel (vectorising the pixels
-    // too made every load a per-lane gather through the stack: 2.2 against 1.3 ms at weatherbench).
+    // one contiguous run per sample.
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
     s.input.compute_root().reorder_storage(in[2], in[0], in[3], in[1]);
-    Var pixel_tile("pixel_tile"), pixel("pixel"), channel_block("channel_block"), channel("channel");
-    s.input.specialize(s.width >= lanes)
-        .split(in[0], pixel_tile, pixel, lanes, TailStrategy::ShiftInwards)
-        .split(in[2], channel_block, channel, operand_lanes, TailStrategy::GuardWithIf)
-        .reorder(channel, pixel, channel_block, pixel_tile, in[3], in[1])
-        .parallel(in[1])
-        .vectorize(channel)
-        .unroll(pixel);
-    s.input.reorder(in[2], in[0], in[3], in[1]).parallel(in[1]).vectorize(in[2], operand_lanes, TailStrategy::GuardWithIf);
+    schedule_channels_innermost_copy(s.input, in[2], in[0], operand_lanes, lanes, {in[3], in[1]}).parallel(in[1]);
 
     // Shared routing: the rows of a pixel vector's slots once; per sample they differ per tile.
     s.expert_row.compute_at(out, s.shared_routing ? wo : co);

@@ -15,6 +15,7 @@
 // - Tiles at the edges of the channels and rows overlap their neighbours (ShiftInwards) so that
 //   every tile has the same fixed size; fewer channels or rows than a tile take narrower code.
 #include "backward_weight_schedule.h"
+#include "channels_innermost.h"
 
 namespace smoe {
 
@@ -35,7 +36,8 @@ void schedule_dense_rows(DenseRowStages &s, const Knobs &knobs, const Target &ta
 
     s.row_error.compute_root().vectorize(s.row, lanes, tail).parallel(s.h);
     s.row_error.update().reorder(s.slots, s.w, s.b, s.h).parallel(s.h);
-    s.channels_last.compute_root().vectorize(s.c, lanes, tail).parallel(s.h);
+    s.channels_last.compute_root();
+    schedule_channels_innermost_copy(s.channels_last, s.c, s.w, lanes, lanes, {s.b, s.h}).parallel(s.h);
 
     Var co("co"), ci("ci"), ro("ro"), ri("ri");
     const Expr whole_tiles = s.channels >= block && s.rows >= tile_rows;

@@ -16,6 +16,8 @@
 // - The bank is re-laid out in AMX's pairs layout once per call (bank_pairs).
 #include "dense_tiles_schedule.h"
 
+#include "channels_innermost.h"
+
 namespace smoe {
 
 using namespace Halide;
@@ -38,10 +40,6 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target, bool transpo
     }
     s.output.fuse(s.h, s.b, hb).parallel(hb).vectorize(wi);
 
-    s.rows_last.compute_root()
-        .fuse(s.h, s.b, hb)
-        .parallel(hb)
-        .vectorize(s.rows_last.args()[0], lanes, TailStrategy::GuardWithIf);
     // The bank's pairs (590 KiB at weatherbench) in blocks of 64 pair rows over the threads: on
     // one thread they took 0.3-1.2 ms of the 9 ms forward (JIT profile, Intel Xeon).
     s.bank_pairs.compute_root()
@@ -91,7 +89,16 @@ void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &
         .vectorize(tr);
 }
 
-void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { schedule_dense_tiles(s, target, false); }
+// The input channels innermost, once per call, over the rows of every sample in parallel.
+void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
+    schedule_dense_tiles(s, target, false);
+    const Var hb("hb");
+    s.rows_last.compute_root();
+    schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w, target.natural_vector_size(s.rows_last.type()),
+                                     target.natural_vector_size(Float(32)), {s.h, s.b})
+        .fuse(s.h, s.b, hb)
+        .parallel(hb);
+}
 
 // The scatter of dŷ onto the bank rows: per grid row of a sample (in parallel), zeros, then per
 // slot a vector of pixels read in order from dŷ and the routing (each pixel writes its own rows
@@ -99,7 +106,8 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { sc
 void schedule_backward_data_dense_tiles(DenseTileStages &s, const Target &target) {
     schedule_dense_tiles(s, target, true);
     const int lanes = target.natural_vector_size(Float(32));
-    const Var hb("hb");  // rows_last's loop over the rows of every sample (schedule_dense_tiles)
+    const Var hb("hb");
+    s.rows_last.compute_root().fuse(s.h, s.b, hb).parallel(hb).vectorize(s.rows_last.args()[0], lanes, TailStrategy::GuardWithIf);
     s.grid_error.compute_at(s.rows_last, hb).vectorize(s.n, lanes, TailStrategy::GuardWithIf);
     s.grid_error.update().reorder(s.w, s.slot).vectorize(s.w, lanes, TailStrategy::GuardWithIf);
 }

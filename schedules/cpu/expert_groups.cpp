@@ -50,7 +50,7 @@ void schedule_expert_groups(ExpertGroupStages &s, const Knobs &knobs, const Targ
         .specialize(s.batch == 1 && s.out_per_expert == 1);
 
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
-    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
+    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes);
     schedule_band_sum(s.total, s.output, s.c, s.kw, s.kh, s.row, s.t, tile.lanes);
 }
 

@@ -166,7 +166,7 @@ void schedule_slot_sweeps(SlotSweepStages &s, const Knobs &knobs, const Target &
             .unroll(f[2], channel_vectors, tail)
             .unroll(f[3]);
         // The band's input rows (a channel block) with the samples next to the channels.
-        schedule_block_input(s.input, LoopLevel(s.partial, co), lanes, s.width);
+        schedule_block_input(s.input, LoopLevel(s.partial, co), lanes);
     }
 
     // dŷ with the samples innermost, computed over whole blocks of samples, the padding zeros

@@ -27,7 +27,7 @@ void schedule_tap_tiles_cpu(BackwardWeightStages &s, const Knobs &knobs, const T
     // The register tile of one (pixel, slot, kh), summed over the batch.
     schedule_register_tile(s.contribution, tile, s.c, s.kw, LoopLevel(s.partial, taps), {s.c, s.kw, s.kh, s.rb});
     schedule_samples_innermost(s.gated, tile.lanes, tile.lanes / 2, s.batch % (tile.lanes / 2) == 0, s.width);
-    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes, s.width);
+    schedule_block_input(s.input, LoopLevel(s.partial, block), tile.lanes);
     schedule_band_sum(s.total, s.output, s.c, s.kw, s.kh, s.row, s.t, tile.lanes);
 }
 

@@ -1,5 +1,7 @@
 #include "weight_tiles.h"
 
+#include "channels_innermost.h"
+
 namespace smoe {
 
 using namespace Halide;
@@ -69,19 +71,10 @@ void schedule_samples_innermost(Func gated, int lanes, int samples, const Expr &
     gated.reorder(g[0], g[3], g[2], g[1]).parallel(g[1]).vectorize(g[0], lanes, TailStrategy::GuardWithIf);
 }
 
-void schedule_block_input(Func input, const LoopLevel &at, int lanes, const Expr &width) {
+void schedule_block_input(Func input, const LoopLevel &at, int lanes) {
     const std::vector<Var> in = input.args();  // (w, h, c, b)
     input.compute_at(at).reorder_storage(in[2], in[3], in[0], in[1]);
-    // A transpose: a vector of channels at a time for each of `lanes` unrolled pixels, so that the
-    // zero border is a scalar test per pixel (with the pixels vectorised too, every load was a
-    // per-lane gather through the stack).
-    Var wo("wo"), wi("wi");
-    input.specialize(width >= lanes)
-        .split(in[0], wo, wi, lanes, TailStrategy::ShiftInwards)
-        .reorder(in[2], wi, in[3], wo, in[1])
-        .vectorize(in[2], lanes, TailStrategy::GuardWithIf)
-        .unroll(wi);
-    input.reorder(in[2], in[3], in[0], in[1]).vectorize(in[2], lanes, TailStrategy::GuardWithIf);
+    schedule_channels_innermost_copy(input, in[2], in[0], lanes, lanes, {in[3], in[1]});
 }
 
 void schedule_band_sum(Func total, Func output, Var c, Var kw, Var kh, Var row, RVar t, int lanes) {

@@ -43,7 +43,7 @@ void schedule_samples_innermost(Halide::Func gated, int lanes, int samples, cons
                                 const Halide::Expr &width);
 
 // The input (w, h, c, b) of a channel block, channel-innermost with the samples next, at `at`.
-void schedule_block_input(Halide::Func input, const Halide::LoopLevel &at, int lanes, const Halide::Expr &width);
+void schedule_block_input(Halide::Func input, const Halide::LoopLevel &at, int lanes);
 
 // The bands summed in order (total) and the output, vectorised over channels, parallel over rows.
 void schedule_band_sum(Halide::Func total, Halide::Func output, Halide::Var c, Halide::Var kw, Halide::Var kh,
