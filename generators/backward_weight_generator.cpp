@@ -335,14 +335,17 @@ private:
                                          grid_error(min(w, width - 1), row, min(h, height - 1), b), cast(bf16, 0));
         Func input = BoundaryConditions::constant_exterior(*x, cast(bf16, 0),
                                                            {{0, width}, {0, height}, {0, channels}, {0, batch}});
+        // The input channel-innermost once, so that a pair row is two runs of channels interleaved.
+        Func channels_last("channels_last");
+        channels_last(c, w, h, b) = input(w, h, c, b);
         // One row of pairs per (sample, padded grid row, kw, pixel pair), flattened: the matcher takes
         // the right operand's index as (pair row) * stride + pair only.
         Var q("q");
         const Expr half_width = padded_width / 2, padded_height = bands * band_rows + 2 * pad;
         Expr t = q / half_width, u = t / K;
         Func shifted_pairs("shifted_pairs");
-        shifted_pairs(pair, q) = input((q % half_width) * 2 + pair % 2 + t % K - pad, u % padded_height - pad, pair / 2,
-                                       u / padded_height);
+        shifted_pairs(pair, q) = channels_last(pair / 2, (q % half_width) * 2 + pair % 2 + t % K - pad,
+                                               u % padded_height - pad, u / padded_height);
 
         RDom r(0, padded_width, 0, band_rows, "r");
         Expr grid_row = band * band_rows + r.y;
@@ -359,7 +362,7 @@ private:
         total(c, row, kw, kh) += block_sums(c, row, kw, kh, blocks.x, blocks.y);
         (*grad_weight)(kw, kh, c, row) = narrow(total(c, row, kw, kh), dtype);
 
-        WeightTileStages stages{grid_error, row_error, shifted_pairs, sums, block_sums, total, *grad_weight, kw, kh,
+        WeightTileStages stages{grid_error, row_error, channels_last, shifted_pairs, sums, block_sums, total, *grad_weight, kw, kh,
                                 c,          row,       w,             h,    b,          pair,  q,            band,
                                 slot,       r,         blocks,        pairs_row_stride(channels)};
         schedule_backward_weight_dense_tiles(stages, get_target());

@@ -31,7 +31,8 @@ struct WeightTileStages {
     Halide::Func grid_error;     // dŷ of every bank row on the grid, (w, row, h, b): zero, then a scatter
                                  // over the selected slots (an update)
     Halide::Func row_error;      // grid_error, the grid padded with zeros to whole chunks and bands
-    Halide::Func shifted_pairs;  // the input shifted by kw in AMX's pairs layout, (c · 2 + w % 2, q): one row
+    Halide::Func channels_last;  // the input with zero padding, (c, w, h, b)
+    Halide::Func shifted_pairs;  // channels_last shifted by kw in AMX's pairs layout, (c · 2 + w % 2, q): one row
                                  // q per sample, padded grid row, kw and pair of pixels
     Halide::Func sums;           // one block's sum per tap, (c, row, kw, kh, band, b): a reduction over r
     Halide::Func block_sums;     // sums, stored where total reads it

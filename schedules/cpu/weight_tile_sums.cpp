@@ -16,6 +16,8 @@
 //   takes constant 2-D tiles only.
 #include "dense_tiles_schedule.h"
 
+#include "channels_innermost.h"
+
 namespace smoe {
 
 using namespace Halide;
@@ -29,10 +31,22 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     s.row_error.compute_root().fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
     s.grid_error.compute_at(s.row_error, hb).vectorize(s.w, lanes, tail);
     s.grid_error.update().reorder(s.w, s.slot).vectorize(s.w, lanes, tail);
+    // The input channel-innermost, then per pair row its two pixels' channels as two vectors
+    // interleaved: dense loads and stores, where reading the input for each pair row directly made
+    // every value a strided load.
+    const int channel_lanes = target.natural_vector_size(s.channels_last.type());
+    s.channels_last.compute_root();
+    schedule_channels_innermost_copy(s.channels_last, s.c, s.w, channel_lanes, lanes, {s.h, s.b})
+        .fuse(s.h, s.b, hb)
+        .parallel(hb);
+    Var channel_pair("channel_pair"), parity("parity");
     s.shifted_pairs.compute_root()
         .bound_storage(s.pair, s.pair_stride)  // one term, for Halide's AMX matcher (dense_tiles.cpp)
+        .split(s.pair, channel_pair, parity, 2, TailStrategy::RoundUp)
+        .reorder(parity, channel_pair, s.q)
         .parallel(s.q, 64)
-        .vectorize(s.pair, lanes, tail);
+        .vectorize(channel_pair, channel_lanes, tail)
+        .unroll(parity);
 
     s.output.parallel(s.row);
 
