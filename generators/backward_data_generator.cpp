@@ -162,7 +162,7 @@ public:
         (*grad_x)(w, h, c, b) = narrow(dense_rows(c, w, h, b), BFloat(16));
 
         DenseTileStages stages{error_rows, strip, bank_pairs, dense, dense_rows, *grad_x, w, h, c, b, n, k, pair, r.x,
-                               pairs_row_stride(channels), grid_error, slot};
+                               pairs_row_stride(channels), grid_error, slot, ImageParam(*grad_y)};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

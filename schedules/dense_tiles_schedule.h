@@ -24,6 +24,7 @@ struct DenseTileStages {
     Halide::Func grid_error;   // the data gradient's dŷ of every bank row on the grid, (row, w, h, b):
                                // zero, then a scatter over the selected slots (an update)
     Halide::RVar slot;         // grid_error's scatter
+    Halide::ImageParam scattered;  // the data gradient's dŷ input, which the scatter reads
 };
 
 // The Funcs of the weight gradient's dense_tiles algorithm (generators/backward_weight_generator.cpp).
@@ -31,6 +32,7 @@ struct WeightTileStages {
     Halide::Func grid_error;     // dŷ of every bank row on the grid, (w, row, h, b): zero, then a scatter
                                  // over the selected slots (an update)
     Halide::Func row_error;      // grid_error, the grid padded with zeros to whole chunks and bands
+    Halide::ImageParam scattered;  // dŷ, which grid_error's scatter reads
     Halide::Func channels_last;  // the input with zero padding, (c, w, h, b)
     Halide::Func shifted_pairs;  // channels_last shifted by kw in AMX's pairs layout, (c · 2 + w % 2, q): one row
                                  // q per sample, padded grid row, kw and pair of pixels
@@ -55,6 +57,13 @@ void schedule_amx_accumulator(Halide::Func tile, Halide::Func at, const Halide::
 
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_backward_data_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
+// Both gradients' scatter of dŷ onto every bank row (grid_error, computed per grid row) and its
+// copy into their padded layout, vectorised along `padded_inner` and `grid_inner` (grid_error's
+// pure definition); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
+void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, const Halide::ImageParam &scattered,
+                                const Halide::Var &padded_inner, const Halide::Var &grid_inner, const Halide::Var &h,
+                                const Halide::Var &b, const Halide::Var &w, const Halide::RVar &slot, int lanes);
+
 void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);
 
 }  // namespace smoe

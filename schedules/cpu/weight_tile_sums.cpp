@@ -1,11 +1,12 @@
 // CPU schedule of the weight gradient's dense_tiles algorithm (bfloat16 on AMX tiles; generator
 // parameter dense_tiles=true, avx512_sapphirerapids targets).
 //
-// - dŷ is scattered once per call onto every bank row, pixels innermost: per grid row of a sample
-//   (in parallel), zeros, then per slot a vector of pixels read in order (grid_error, in L1), then
-//   copied into the layout padded to whole chunks and bands (row_error). The input is re-laid out
-//   once per kw shift in AMX's pairs layout (shifted_pairs). A tile step then reads 16 rows x 32
-//   pixels of one and 32 pixels x 16 channels of the other, 64 contiguous bytes per row.
+// - dŷ is scattered once per call onto every bank row, pixels innermost: per grid row, zeros, then
+//   per slot a vector of pixels read in order (grid_error, in L1), then copied into the layout
+//   padded to whole chunks and bands (row_error; schedule_scatter_onto_rows). The input is re-laid
+//   out channel-innermost, then once per kw shift in AMX's pairs layout (shifted_pairs). A tile step
+//   then reads 16 rows x 32 pixels of one and 32 pixels x 16 channels of the other, 64 contiguous
+//   bytes per row.
 // - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
 //   kTileRows bank rows, runs every tap and tile of kTileColumns channels over the block on one AMX
 //   tile (tdpbf16ps, 32 pixels per step), stores them (block_sums) and adds them to the total.
@@ -28,9 +29,7 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var hb("hb");
 
-    s.row_error.compute_root().fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
-    s.grid_error.compute_at(s.row_error, hb).vectorize(s.w, lanes, tail);
-    s.grid_error.update().reorder(s.w, s.slot).vectorize(s.w, lanes, tail);
+    schedule_scatter_onto_rows(s.row_error, s.grid_error, s.scattered, s.w, s.w, s.h, s.b, s.w, s.slot, lanes);
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
     // every value a strided load.
