@@ -362,9 +362,9 @@ private:
         total(c, row, kw, kh) += block_sums(c, row, kw, kh, blocks.x, blocks.y);
         (*grad_weight)(kw, kh, c, row) = narrow(total(c, row, kw, kh), dtype);
 
-        WeightTileStages stages{grid_error, row_error, ImageParam(*grad_y), channels_last, shifted_pairs, sums, block_sums, total, *grad_weight, kw, kh,
-                                c,          row,       w,             h,    b,          pair,  q,            band,
-                                slot,       r,         blocks,        pairs_row_stride(channels)};
+        WeightTileStages stages{grid_error, row_error, ImageParam(*grad_y), channels_last, shifted_pairs,
+                                sums,       block_sums, total, *grad_weight, kw, kh, c, row, w, h, b, pair, q, band,
+                                slot,       r,          blocks, pairs_row_stride(channels)};
         schedule_backward_weight_dense_tiles(stages, get_target());
     }
 

@@ -89,7 +89,6 @@ void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &
         .vectorize(tr);
 }
 
-// The input channels innermost, once per call, over the rows of every sample in parallel.
 // Per 8 grid rows of a sample (the tasks) and per grid row, the scatter in L1, then its copy into
 // the padded layout. Each slot's dŷ is a line of its own plane, more streams than the hardware
 // prefetcher follows: they are requested 8 slots ahead, and each task reads its planes on.
@@ -110,11 +109,13 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &
         .prefetch(scattered, slot, slot, 8, PrefetchBoundStrategy::NonFaulting);
 }
 
+// The input channels innermost, once per call, over the rows of every sample in parallel.
 void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
     schedule_dense_tiles(s, target, false);
     const Var hb("hb");
+    const int channel_lanes = target.natural_vector_size(s.rows_last.type());
     s.rows_last.compute_root();
-    schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w, target.natural_vector_size(s.rows_last.type()),
+    schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w, channel_lanes,
                                      target.natural_vector_size(Float(32)), {s.h, s.b})
         .fuse(s.h, s.b, hb)
         .parallel(hb);
