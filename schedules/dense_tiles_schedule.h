@@ -58,11 +58,11 @@ void schedule_amx_accumulator(Halide::Func tile, Halide::Func at, const Halide::
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_backward_data_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 // Both gradients' scatter of dŷ onto every bank row (grid_error, computed per grid row) and its
-// copy into their padded layout, vectorised along `padded_inner` and `grid_inner` (grid_error's
-// pure definition); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
+// copy into their padded layout, each vectorised along its innermost dimension; `scattered` is the
+// dŷ input, `w` the pixels of the scatter's update.
 void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, const Halide::ImageParam &scattered,
-                                const Halide::Var &padded_inner, const Halide::Var &grid_inner, const Halide::Var &h,
-                                const Halide::Var &b, const Halide::Var &w, const Halide::RVar &slot, int lanes);
+                                const Halide::Var &h, const Halide::Var &b, const Halide::Var &w,
+                                const Halide::RVar &slot, int lanes);
 
 void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);
 

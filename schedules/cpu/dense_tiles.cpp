@@ -92,17 +92,16 @@ void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &
 // Per 8 grid rows of a sample (the tasks) and per grid row, the scatter in L1, then its copy into
 // the padded layout. Each slot's dŷ is a line of its own plane, more streams than the hardware
 // prefetcher follows: they are requested 8 slots ahead, and each task reads its planes on.
-void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &scattered, const Var &padded_inner,
-                                const Var &grid_inner, const Var &h, const Var &b, const Var &w, const RVar &slot,
-                                int lanes) {
+void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &scattered, const Var &h, const Var &b,
+                                const Var &w, const RVar &slot, int lanes) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
     const Var grid_rows("grid_rows"), grid_row("grid_row"), task("task");
     padded.compute_root()
         .split(h, grid_rows, grid_row, 8, tail)
         .fuse(grid_rows, b, task)
         .parallel(task)
-        .vectorize(padded_inner, lanes, tail);
-    grid_error.compute_at(padded, grid_row).vectorize(grid_inner, lanes, tail);
+        .vectorize(padded.args()[0], lanes, tail);
+    grid_error.compute_at(padded, grid_row).vectorize(grid_error.args()[0], lanes, tail);
     grid_error.update()
         .reorder(w, slot)
         .vectorize(w, lanes, tail)
@@ -127,8 +126,7 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
 void schedule_backward_data_dense_tiles(DenseTileStages &s, const Target &target) {
     schedule_dense_tiles(s, target, true);
     const int lanes = target.natural_vector_size(Float(32));
-    schedule_scatter_onto_rows(s.rows_last, s.grid_error, s.scattered, s.rows_last.args()[0], s.n, s.h, s.b, s.w,
-                               s.slot, lanes);
+    schedule_scatter_onto_rows(s.rows_last, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
 }
 
 }  // namespace smoe

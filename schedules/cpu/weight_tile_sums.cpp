@@ -29,7 +29,7 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var hb("hb");
 
-    schedule_scatter_onto_rows(s.row_error, s.grid_error, s.scattered, s.w, s.w, s.h, s.b, s.w, s.slot, lanes);
+    schedule_scatter_onto_rows(s.row_error, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
     // every value a strided load.
