@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "HalideRuntime.h"
+#include "scratch_memory.h"
 
 namespace smoe::runtime {
 namespace {
@@ -45,16 +46,39 @@ int do_par_for_on_aten_threads(void *user_context, halide_task_t task, int min, 
     return first_error.load();
 }
 
+// The kernels' scratch comes from kernel_scratch_cache() once an op has made it (CallContext's
+// constructor, where a bad SMOE_SCRATCH_CACHE_MIB can still throw); until then from Halide's own.
+std::atomic<ScratchCache *> scratch_cache{nullptr};
+
+void *allocate_scratch(void *user_context, size_t bytes) {
+    ScratchCache *cache = scratch_cache.load(std::memory_order_acquire);
+    return cache != nullptr ? cache->allocate(user_context, bytes) : halide_default_malloc(user_context, bytes);
+}
+
+// Blocks the cache did not hand out go back to Halide's own free.
+void release_scratch(void *user_context, void *block) {
+    ScratchCache *cache = scratch_cache.load(std::memory_order_acquire);
+    if (cache != nullptr) {
+        cache->release(user_context, block);
+    } else {
+        halide_default_free(user_context, block);
+    }
+}
+
 // Installed when the library loads, before any kernel can run.
 const bool handlers_installed = [] {
     halide_set_error_handler(collect_halide_error);
     halide_set_custom_do_par_for(do_par_for_on_aten_threads);
+    halide_set_custom_malloc(allocate_scratch);
+    halide_set_custom_free(release_scratch);
     return true;
 }();
 
 }  // namespace
 
-CallContext::CallContext(const char *name) : op_name(name) {}
+CallContext::CallContext(const char *name) : op_name(name) {
+    scratch_cache.store(&kernel_scratch_cache(), std::memory_order_release);
+}
 
 void CallContext::record_error(const char *message) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -1,15 +1,18 @@
-// Concurrency, determinism and the 32-bit indexing boundary, from C++.
+// Concurrency, determinism, the kernels' kept scratch and the 32-bit indexing boundary, from C++.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <limits>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "checks.h"
 #include "reference.h"
+#include "scratch_memory.h"
 #include "smoe_ops.h"
 
 namespace smoe {
@@ -118,6 +121,123 @@ TEST(Determinism, RepeatedCallsAreBitwiseIdentical) {
         }
     }
     at::set_num_threads(threads);
+}
+
+// A ScratchCache over an allocator that records what it handed out and what came back.
+struct CountingAllocator {
+    static inline std::set<void *> live;
+    static inline int allocations = 0;
+    static void *allocate(void *, size_t bytes) {
+        ++allocations;
+        void *block = std::malloc(bytes);
+        live.insert(block);
+        return block;
+    }
+    static void free(void *, void *block) {
+        live.erase(block);
+        std::free(block);
+    }
+};
+
+constexpr size_t kMiB = size_t(1) << 20;
+
+TEST(ScratchMemory, AReleasedLargeBlockServesTheNextRequestItFits) {
+    CountingAllocator::allocations = 0;
+    {
+        runtime::ScratchCache cache(8 * kMiB, CountingAllocator::allocate, CountingAllocator::free);
+        void *block = cache.allocate(nullptr, 3 * kMiB);
+        cache.release(nullptr, block);
+        EXPECT_EQ(cache.kept_bytes(), 3 * kMiB);
+        EXPECT_EQ(cache.allocate(nullptr, 2 * kMiB), block);  // fits, and at most twice the request
+        EXPECT_EQ(cache.kept_bytes(), 0u);
+        cache.release(nullptr, block);
+        void *small = cache.allocate(nullptr, kMiB);  // the 3 MiB block is more than twice as large
+        EXPECT_NE(small, block);
+        void *larger = cache.allocate(nullptr, 4 * kMiB);  // too small for this one
+        EXPECT_NE(larger, block);
+        EXPECT_EQ(CountingAllocator::allocations, 3);
+        cache.release(nullptr, small);
+        cache.release(nullptr, larger);
+        EXPECT_EQ(cache.kept_bytes(), 8 * kMiB);
+        EXPECT_EQ(CountingAllocator::live.size(), 3u);
+    }
+    EXPECT_TRUE(CountingAllocator::live.empty()) << "the cache frees what it kept";
+}
+
+TEST(ScratchMemory, SmallBlocksAndBlocksBeyondTheCapacityGoBackAtOnce) {
+    runtime::ScratchCache cache(4 * kMiB, CountingAllocator::allocate, CountingAllocator::free);
+    void *small = cache.allocate(nullptr, runtime::ScratchCache::kKeptFromBytes - 64);
+    cache.release(nullptr, small);
+    void *huge = cache.allocate(nullptr, 5 * kMiB);
+    cache.release(nullptr, huge);
+    EXPECT_EQ(cache.kept_bytes(), 0u);
+    EXPECT_EQ(CountingAllocator::live.count(small) + CountingAllocator::live.count(huge), 0u);
+    cache.release(nullptr, nullptr);  // as free(nullptr): nothing
+}
+
+TEST(ScratchMemory, TheOldestKeptBlocksGoFirstBeyondTheCapacity) {
+    runtime::ScratchCache cache(5 * kMiB, CountingAllocator::allocate, CountingAllocator::free);
+    void *first = cache.allocate(nullptr, 2 * kMiB);
+    void *second = cache.allocate(nullptr, 2 * kMiB);
+    void *third = cache.allocate(nullptr, 2 * kMiB);
+    cache.release(nullptr, first);
+    cache.release(nullptr, second);
+    cache.release(nullptr, third);
+    EXPECT_EQ(cache.kept_bytes(), 4 * kMiB);
+    EXPECT_EQ(CountingAllocator::live.count(first), 0u);
+    EXPECT_EQ(CountingAllocator::live.count(second) + CountingAllocator::live.count(third), 2u);
+}
+
+TEST(ScratchMemory, ZeroCapacityKeepsNothing) {
+    runtime::ScratchCache cache(0, CountingAllocator::allocate, CountingAllocator::free);
+    void *block = cache.allocate(nullptr, 2 * kMiB);
+    cache.release(nullptr, block);
+    EXPECT_EQ(cache.kept_bytes(), 0u);
+    EXPECT_EQ(CountingAllocator::live.count(block), 0u);
+}
+
+TEST(ScratchMemory, TheEnvironmentSetsTheCapacity) {
+    const char *saved = std::getenv("SMOE_SCRATCH_CACHE_MIB");
+    const std::string restore = saved != nullptr ? saved : "";
+    ::unsetenv("SMOE_SCRATCH_CACHE_MIB");
+    EXPECT_EQ(runtime::scratch_cache_capacity_from_environment(), 256 * kMiB);
+    ::setenv("SMOE_SCRATCH_CACHE_MIB", "0", 1);
+    EXPECT_EQ(runtime::scratch_cache_capacity_from_environment(), 0u);
+    ::setenv("SMOE_SCRATCH_CACHE_MIB", "64", 1);
+    EXPECT_EQ(runtime::scratch_cache_capacity_from_environment(), 64 * kMiB);
+    for (const char *bad : {"lots", "-1", "12MB", " 8"}) {
+        ::setenv("SMOE_SCRATCH_CACHE_MIB", bad, 1);
+        try {
+            runtime::scratch_cache_capacity_from_environment();
+            ADD_FAILURE() << "accepted " << bad;
+        } catch (const c10::Error &e) {
+            EXPECT_NE(std::string(e.what_without_backtrace()).find("SMOE_SCRATCH_CACHE_MIB must be a whole number"),
+                      std::string::npos)
+                << e.what_without_backtrace();
+        }
+    }
+    if (saved != nullptr) {
+        ::setenv("SMOE_SCRATCH_CACHE_MIB", restore.c_str(), 1);
+    } else {
+        ::unsetenv("SMOE_SCRATCH_CACHE_MIB");
+    }
+}
+
+// Kept scratch holds the previous call's values: a layer large enough to keep its buffers gives
+// the reference's result, and the same bits again after a call of another shape reused them.
+TEST(ScratchMemory, KernelsOnKeptScratchMatchTheReference) {
+    at::manual_seed(11);
+    const at::Tensor x = at::randn({4, 32, 32, 32}), weight = at::randn({16, 32, 3, 3});
+    const at::Tensor indices = std::get<0>(smoe::route_topk(at::randn({16, 32, 32}), 8));
+    const at::Tensor other_x = at::randn({2, 32, 40, 24}) * 100;
+    const at::Tensor other_indices = std::get<0>(smoe::route_topk(at::randn({16, 40, 24}), 8));
+    const at::Tensor first = smoe::forward(x, weight, indices);
+    EXPECT_GT(runtime::kernel_scratch_cache().kept_bytes(), 0u) << "the padded input (591 KiB) is kept";
+    smoe::forward(other_x, weight, other_indices);
+    const at::Tensor again = smoe::forward(x, weight, indices);
+    EXPECT_TRUE(at::equal(first, again));
+    const at::Tensor expected = reference::forward(x, weight, indices, std::nullopt, 1);
+    EXPECT_TRUE(at::allclose(first, expected, 1e-4, 1e-4)) << (first - expected).abs().max().item<float>();
 }
 
 // The 32-bit indexing limit, on both sides of 2^31 - 1 elements, as shapes (nothing allocated).
