@@ -4,8 +4,8 @@ weight or data gradient alone (naive: autograd's backward of the convolution for
 
 Weatherbench's layer (C = 128, 32x64, NE = 256, E = 128) at batches 1, 2, 4 and 8, with random
 routing and with region routing (8x8 regions sharing their scores, as under trained gates), the
-ens10-like layer (B = 1, C = 64, 96x192, NE = 256, E = 64) and cifar's (B = 32, C = 64, 32x32,
-NE = 128, E = 64). The routing is given (route_topk is not timed). Per layer: a warm-up call each,
+ens10-like layer (B = 1, C = 64, 96x192, NE = 256, E = 64), cifar's (B = 32, C = 64, 32x32,
+NE = 128, E = 64) and ./smoe compare's NE/E = 4 layer (B = 8, C = 128, 32x64, NE = 256, E = 64). The routing is given (route_topk is not timed). Per layer: a warm-up call each,
 then --rounds rounds, each timing every method (the median of 3 calls), starting one method later
 each round; printed are the medians of the rounds and naive's time over each method's with its
 range over the rounds. --dtype bfloat16 or float16 runs those kernels against naive in that dtype;
@@ -35,6 +35,7 @@ LAYERS = [  # name, B, C, H, W, NE, E, regions
     ("weatherbench B8, regions", 8, 128, 32, 64, 256, 128, 8),
     ("ens10-like B1", 1, 64, 96, 192, 256, 64, 0),
     ("cifar B32", 32, 64, 32, 32, 128, 64, 0),
+    ("ne/e=4 B8", 8, 128, 32, 64, 256, 64, 0),
 ]
 # Which of the op's outputs spatial_moe_backward computes: (grad_x, grad_weight, grad_routing).
 OUTPUT_MASKS = {"backward_data": [True, False, False], "backward_weight": [False, True, False]}
