@@ -318,12 +318,11 @@ private:
     // 16 channels x 16 rows on the AMX tiles, the blocks then added in order: a fixed order, whatever
     // the number of threads.
     void sum_on_tiles(Func gated) {
-        // Each block's sums are stored from the tiles and added to the total: fewer, larger blocks
-        // store and add less, while their operands (2.7 MB at weatherbench) still come mostly from
-        // L2 (2 MB). JIT, Intel Xeon family 6 model 167, weatherbench: 2048 pixels 17.7-20.1 ms
-        // against 18.7-21.5 for 1024, faster in 7 of 7 alternated runs. A band is at most the grid's
-        // height, so that a small grid is not padded to a whole band of zero rows.
-        constexpr int kBlockPixels = 2048;
+        // A block's operands stay in L2 (2 MB on the CPUs with AMX). Blocks of 2048 pixels (fewer
+        // block sums stored and added) ran faster in JIT but not through the library
+        // (bench/RESULTS.md). A band is at most the grid's height, so that a small grid is not
+        // padded to a whole band of zero rows.
+        constexpr int kBlockPixels = 1024;
         Var kw("kw"), kh("kh"), c("c"), row("row"), w("w"), h("h"), b("b"), pair("pair"), band("band");
         const auto [F, width, height, batch, slots, selected, K, pad, experts] = extents();
         const Expr channels = x->dim(2).extent();

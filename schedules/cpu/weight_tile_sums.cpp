@@ -10,9 +10,8 @@
 // - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
 //   kTileRows bank rows, runs every tap and tile of kTileColumns channels over the block on one AMX
 //   tile (tdpbf16ps, 32 pixels per step), stores them (block_sums) and adds them to the total.
-//   The block's operands (2048 pixels: 2.7 MB at weatherbench) come mostly from L2 across the
-//   task's 72 tiles; one tile over all pixels would stream the whole input from L3 once per row
-//   tile. Each total element is one task's
+//   The block's operands, about 1 MB, stay in L2 across the task's 72 tiles; one tile over all
+//   pixels would stream the whole input from L3 once per row tile. Each total element is one task's
 //   sum in block order: the result does not depend on the number of threads.
 // - Channels and rows are rounded up to whole tiles (the padding reads zeros): Halide's AMX matcher
 //   takes constant 2-D tiles only.
