@@ -12,7 +12,9 @@ namespace smoe::runtime {
 ScratchCache::ScratchCache(size_t capacity_bytes, Allocate allocate, Free free)
     : capacity_(capacity_bytes), allocate_(allocate), free_(free) {}
 
-ScratchCache::~ScratchCache() { free_oldest_until(0, nullptr); }
+ScratchCache::~ScratchCache() {
+    for (const Kept &old : take_oldest_until(0)) free_(nullptr, old.block);
+}
 
 void *ScratchCache::allocate(void *user_context, size_t bytes) {
     if (bytes < kKeptFromBytes || capacity_ == 0) return allocate_(user_context, bytes);
@@ -42,21 +44,24 @@ void *ScratchCache::allocate(void *user_context, size_t bytes) {
 
 void ScratchCache::release(void *user_context, void *block) {
     if (block == nullptr) return;
+    std::list<Kept> evicted;  // freed after the lock: returning pages to the system is a system call
+    bool keep = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         const auto it = in_use_.find(block);
         if (it != in_use_.end()) {
             const size_t bytes = it->second;
             in_use_.erase(it);
-            if (bytes <= capacity_) {
-                free_oldest_until(capacity_ - bytes, user_context);
+            keep = bytes <= capacity_;
+            if (keep) {
+                evicted = take_oldest_until(capacity_ - bytes);
                 kept_.push_back({block, bytes});
                 kept_bytes_ += bytes;
-                return;
             }
         }
     }
-    free_(user_context, block);
+    for (const Kept &old : evicted) free_(user_context, old.block);
+    if (!keep) free_(user_context, block);
 }
 
 size_t ScratchCache::kept_bytes() const {
@@ -65,12 +70,13 @@ size_t ScratchCache::kept_bytes() const {
 }
 
 // Called with mutex_ held (or from the destructor).
-void ScratchCache::free_oldest_until(size_t kept_limit, void *user_context) {
+std::list<ScratchCache::Kept> ScratchCache::take_oldest_until(size_t kept_limit) {
+    std::list<Kept> taken;
     while (kept_bytes_ > kept_limit && !kept_.empty()) {
-        free_(user_context, kept_.front().block);
         kept_bytes_ -= kept_.front().bytes;
-        kept_.pop_front();
+        taken.splice(taken.end(), kept_, kept_.begin());
     }
+    return taken;
 }
 
 size_t scratch_cache_capacity_from_environment() {
