@@ -24,9 +24,9 @@ public:
     GeneratorParam<bool> shared_routing{"shared_routing", true};
     GeneratorParam<bool> weighted{"weighted", false};
     // bfloat16 only, CPU targets with AMX tiles (avx512_sapphirerapids), shared routing: dŷ
-    // scattered onto every expert row (zero where a row is not selected), then per strip of pixels
-    // one matrix product [pixels x K·K·NE·F] x [K·K·NE·F x C] on the tiles: NE/E times the products
-    // of the selected experts alone, at the tiles' rate (schedules/cpu/dense_tiles.cpp).
+    // scattered onto every expert row (zero where a row is not selected), then per grid row one
+    // matrix product [C x K·K·NE·F] x [K·K·NE·F x pixels] on the tiles: NE/E times the products of
+    // the selected experts alone, at the tiles' rate (schedules/cpu/data_gradient_tiles.cpp).
     GeneratorParam<bool> dense_tiles{"dense_tiles", false};
 
     GeneratorInput<Buffer<>> *grad_y = nullptr;          // (w, h, j·F + f, b)
@@ -125,44 +125,53 @@ public:
         }
     }
 
-    // dense_tiles: dŷ of every bank row at every pixel (error_rows, rows innermost, bfloat16: zero
-    // where the row is not selected, each selected slot's dŷ rounded once), the K·K pixels each input
-    // pixel feeds as one row of it (strip, generators/dense_tiles.h, the bank rows per tap, taps
-    // flipped), the bank as the matching columns, one per input channel, in AMX's pairs layout;
-    // `dense` is their product, grad_x itself.
+    // dense_tiles: grad_x as the transposed product [channels x K·K·NE·F] x [K·K·NE·F x pixels] per
+    // grid row, so that each tile of the result is 16 channels x 16 pixels of grad_x's own rows. The
+    // left operand is the bank, one row per input channel over the receptive field's depth
+    // (generators/dense_tiles.h, FieldOrder; taps flipped); the right one dŷ of every bank row
+    // (bfloat16: zero where the row is not selected, each selected slot's dŷ rounded once), pixels
+    // innermost with each two neighbouring bank rows interleaved, AMX's pairs layout, so that one tap
+    // of a strip of pixels is a contiguous run.
     void generate_dense_tiles(Func gated, const Var &w, const Var &h, const Var &c, const Var &b, const Expr &K,
                               const Expr &pad, const Expr &slots, const Expr &experts, const Expr &F) {
-        const Expr rows = experts * F, channels = grad_x->dim(2).extent();
+        const Expr rows = experts * F;
         const Expr width = grad_y->dim(0).extent(), height = grad_y->dim(1).extent();
         const FieldOrder order{K, rows};
-        Var k("k"), n("n"), pair("pair");
+        const Type bf16 = BFloat(16);
+        Var k("k"), pair("pair"), kq("kq");
 
         // Scattered on the grid (grid_error), then copied into the layout padded around the grid
-        // (error_rows).
+        // (error_pairs).
         RDom slot(0, slots, "slot");
-        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, /*rows_innermost=*/true, n, w, h, b);
-        Func error_rows("error_rows");
-        error_rows(n, w, h, b) = select(w >= 0 && w < width && h >= 0 && h < height,
-                                        grid_error(n, clamp(w, 0, width - 1), clamp(h, 0, height - 1), b),
-                                        cast(BFloat(16), 0));
+        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, RowLayout::RowPairs, w, h, b);
+        const Var parity = grid_error.args()[0], row_pair = grid_error.args()[2];
+        Func error_pairs("error_pairs");
+        error_pairs(parity, w, row_pair, h, b) =
+            select(w >= 0 && w < width && h >= 0 && h < height,
+                   grid_error(parity, clamp(w, 0, width - 1), row_pair, clamp(h, 0, height - 1), b), cast(bf16, 0));
 
-        Func strip("strip");
-        strip(k, w, h, b) =
-            error_rows(order.value_of(k), w - order.tap_of(k) % K + pad, h - order.tap_of(k) / K + pad, b);
-        Func bank_columns("bank_columns");
-        bank_columns(k, c) = select(order.value_of(k) < rows,
+        // Per strip of pixels, pair row kq of the depth (two neighbouring bank rows at one tap) for
+        // each pixel w: (w · 2 + parity, kq).
+        Expr tap = order.tap_of(kq * 2);
+        Func strip_pairs("strip_pairs");
+        strip_pairs(pair, kq, h, b) =
+            error_pairs(pair % 2, pair / 2 - tap % K + pad, order.value_of(kq * 2) / 2, h - tap / K + pad, b);
+        Func channel_rows("channel_rows");
+        channel_rows(k, c) = select(order.value_of(k) < rows,
                                     (*weight)(order.tap_of(k) % K, order.tap_of(k) / K, c,
                                               min(order.value_of(k), rows - 1)),
-                                    cast(BFloat(16), 0));
-        Func bank_pairs = in_pairs_layout(bank_columns, channels, pair);
+                                    cast(bf16, 0));
         RDom r(0, order.depth(), "r");
-        Func dense = tile_product(strip, bank_pairs, r, n, w, h, b);
+        Func dense("dense");
+        dense(w, c, h, b) = cast<float>(0);
+        dense(w, c, h, b) += cast<float>(channel_rows(r.x, c)) * cast<float>(strip_pairs(w * 2 + r.x % 2, r.x / 2, h, b));
         Func dense_rows("dense_rows");
-        dense_rows(n, w, h, b) = dense(n, w, h, b);
-        (*grad_x)(w, h, c, b) = narrow(dense_rows(c, w, h, b), BFloat(16));
+        dense_rows(w, c, h, b) = dense(w, c, h, b);
+        (*grad_x)(w, h, c, b) = narrow(dense_rows(w, c, h, b), bf16);
 
-        DenseTileStages stages{error_rows, strip, bank_pairs, dense, dense_rows, *grad_x, w, h, c, b, n, k, pair, r.x,
-                               pairs_row_stride(channels), grid_error, slot, ImageParam(*grad_y)};
+        DataGradientTileStages stages{grid_error, error_pairs, strip_pairs, channel_rows, dense, dense_rows,
+                                      *grad_x,    w,           h,           c,            b,     pair,
+                                      kq,         r.x,         slot,        ImageParam(*grad_y)};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

@@ -333,7 +333,7 @@ private:
 
         // Scattered on the grid (grid_error), then copied into the padded layout (row_error).
         RDom slot(0, slots, "slot");
-        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, /*rows_innermost=*/false, row, w, h, b);
+        Func grid_error = scatter_onto_rows(gated, *indices, slot, experts, F, RowLayout::PixelsInnermost, w, h, b);
         Func row_error("row_error");
         row_error(w, row, h, b) = select(w < width && h < height,
                                          grid_error(min(w, width - 1), row, min(h, height - 1), b), cast(bf16, 0));
@@ -342,18 +342,27 @@ private:
         // The input channel-innermost once, so that a pair row is two runs of channels interleaved.
         Func channels_last("channels_last");
         channels_last(c, w, h, b) = input(w, h, c, b);
-        // One row of pairs per (sample, padded grid row, kw, pixel pair), flattened: the matcher takes
-        // the right operand's index as (pair row) * stride + pair only.
+        // The input in pairs of pixels, two copies: a tap's shift kw - pad of one parity or the other
+        // (the shifts of one parity are the same pairs, whole pairs apart). Row (sample, padded grid
+        // row, parity) holds pairs_per_row pairs, pair j the pixels 2j + parity - 2·lead and the
+        // next. Flattened to one pair row index q: Halide's AMX matcher takes the right operand's
+        // index as (pair row) * stride + pair only. Written row by row (an update over the rows), so
+        // that each row's offsets are worked out once, not per pair.
         Var q("q");
         const Expr half_width = padded_width / 2, padded_height = bands * band_rows + 2 * pad;
-        Expr t = q / half_width, u = t / K;
+        const Expr lead = (pad + 1) / 2, pairs_per_row = half_width + lead + pad / 2 + 1;
         Func shifted_pairs("shifted_pairs");
-        shifted_pairs(pair, q) = channels_last(pair / 2, (q % half_width) * 2 + pair % 2 + t % K - pad,
-                                               u % padded_height - pad, u / padded_height);
+        shifted_pairs(pair, q) = undef(bf16);
+        RDom pair_rows(0, pairs_per_row, 0, 2, 0, padded_height, 0, batch, "pair_rows");
+        const Expr shifted_row = (pair_rows.w * padded_height + pair_rows.z) * 2 + pair_rows.y;
+        shifted_pairs(pair, shifted_row * pairs_per_row + pair_rows.x) =
+            channels_last(pair / 2, pair_rows.x * 2 + pair % 2 + pair_rows.y - 2 * lead, pair_rows.z - pad, pair_rows.w);
 
         RDom r(0, padded_width, 0, band_rows, "r");
         Expr grid_row = band * band_rows + r.y;
-        Expr pair_row = ((b * padded_height + grid_row + kh) * K + kw) * half_width + r.x / 2;
+        const Expr shift = kw - pad, parity = (shift + 2 * lead) % 2;
+        Expr pair_row = ((b * padded_height + grid_row + kh) * 2 + parity) * pairs_per_row + (shift - parity) / 2 +
+                        lead + r.x / 2;
         Func sums("sums");
         sums(c, row, kw, kh, band, b) = cast<float>(0);
         sums(c, row, kw, kh, band, b) += cast<float>(row_error(r.x, row, grid_row, b)) *
@@ -368,7 +377,7 @@ private:
 
         WeightTileStages stages{grid_error, row_error, ImageParam(*grad_y), channels_last, shifted_pairs,
                                 sums,       block_sums, total, *grad_weight, kw, kh, c, row, w, h, b, pair, q, band,
-                                slot,       r,          blocks, pairs_row_stride(channels)};
+                                slot,       r,          blocks, pair_rows, pairs_row_stride(channels)};
         schedule_backward_weight_dense_tiles(stages, get_target());
     }
 

@@ -1,7 +1,7 @@
 // The pieces the dense_tiles algorithms share (bfloat16 on AMX tiles): each pixel's receptive field
 // as one row of a matrix product, the bank as its columns in the pairs layout AMX reads, and their
-// product (the forward's and the data gradient's); the pairs' row stride and dŷ scattered onto every
-// bank row (both gradients').
+// product (the forward's); the pairs' row stride and dŷ scattered onto every bank row (both
+// gradients').
 #pragma once
 
 #include "Halide.h"
@@ -44,24 +44,31 @@ inline Halide::Func in_pairs_layout(Halide::Func columns, const Halide::Expr &co
 // stride as one term and does not recognise the `e * 2` the simplifier makes of a realized extent.
 inline Halide::Expr pairs_row_stride(const Halide::Expr &columns) { return (columns + 15) / 16 * 32 + 2; }
 
-// dŷ of every bank row at every grid pixel in bfloat16 (both gradients' left operand before its
-// padding): zero where the row is not selected, each selected slot's `gated` value rounded once.
-// Routing is a permutation of distinct experts in practice; repeated experts at a pixel add up (each
-// addition rounded to bfloat16). rows_innermost: (row, w, h, b), else (w, row, h, b). `slot` is the
-// scatter's reduction, for the schedule.
+// dŷ of every bank row at every grid pixel in bfloat16 (both gradients' operand before its padding):
+// zero where the row is not selected, each selected slot's `gated` value rounded once. Routing is a
+// permutation of distinct experts in practice; repeated experts at a pixel add up (each addition
+// rounded to bfloat16). `slot` is the scatter's reduction, for the schedule.
+//   RowLayout::PixelsInnermost: (w, row, h, b), the weight gradient's left operand;
+//   RowLayout::RowPairs: (row % 2, w, row / 2, h, b), pixels innermost with each two neighbouring
+//   rows interleaved (AMX's pairs layout over the rows), the data gradient's right operand.
+enum class RowLayout { PixelsInnermost, RowPairs };
+
 inline Halide::Func scatter_onto_rows(Halide::Func gated, Halide::Func routing, const Halide::RDom &slot,
-                                      const Halide::Expr &experts, const Halide::Expr &F, bool rows_innermost,
-                                      const Halide::Var &row, const Halide::Var &w, const Halide::Var &h,
-                                      const Halide::Var &b) {
+                                      const Halide::Expr &experts, const Halide::Expr &F, RowLayout layout,
+                                      const Halide::Var &w, const Halide::Var &h, const Halide::Var &b) {
     using namespace Halide;
     const Expr rows = experts * F;
     Expr selected =
         unsafe_promise_clamped(clamp(routing(w, h, slot / F), 0, experts - 1) * F + slot % F, 0, rows - 1);
+    Var row("row"), parity("parity"), row_pair("row_pair");
     auto at = [&](const Expr &r) {
-        return rows_innermost ? std::vector<Expr>{r, w, h, b} : std::vector<Expr>{w, r, h, b};
+        return layout == RowLayout::PixelsInnermost ? std::vector<Expr>{w, r, h, b}
+                                                    : std::vector<Expr>{r % 2, w, r / 2, h, b};
     };
+    std::vector<Var> pure = layout == RowLayout::PixelsInnermost ? std::vector<Var>{w, row, h, b}
+                                                                 : std::vector<Var>{parity, w, row_pair, h, b};
     Func grid_error("grid_error");
-    grid_error(at(row)) = cast(BFloat(16), 0);
+    grid_error(pure) = cast(BFloat(16), 0);
     grid_error(at(selected)) = narrow(widen(grid_error(at(selected)), Float(32)) + gated(w, h, slot, b), BFloat(16));
     return grid_error;
 }

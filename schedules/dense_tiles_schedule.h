@@ -1,18 +1,16 @@
-// How the dense_tiles algorithms run (bfloat16 on AMX tiles, shared routing): the forward's and the
-// data gradient's, one matrix product per strip of pixels of a grid row, and the weight
-// gradient's, one per tap whose depth is every pixel.
+// How the dense_tiles algorithms run (bfloat16 on AMX tiles, shared routing): the forward's, one
+// matrix product per strip of pixels of a grid row; the data gradient's, one per grid row with the
+// channels as the result's rows; and the weight gradient's, one per tap whose depth is every pixel.
 #pragma once
 
 #include "Halide.h"
 
 namespace smoe {
 
-// The Funcs of a dense_tiles algorithm (generators/forward_generator.cpp,
-// generators/backward_data_generator.cpp) that its schedule makes decisions about.
+// The Funcs of the forward's dense_tiles algorithm (generators/forward_generator.cpp) that its
+// schedule makes decisions about.
 struct DenseTileStages {
-    Halide::Func rows_last;   // the left operand re-laid out with its rows innermost, zero-padded: the
-                              // forward's input (c, w, h, b); the data gradient's dŷ of every bank row
-                              // (row, w, h, b), a padded copy of grid_error
+    Halide::Func rows_last;   // the input re-laid out channels innermost, zero-padded: (c, w, h, b)
     Halide::Func strip;       // each pixel's receptive field in rows_last as one zero-padded row, (k, w, h, b)
     Halide::Func bank_pairs;  // the bank's columns in AMX's pairs layout, (column · 2 + k % 2, k / 2)
     Halide::Func dense;       // the product at every pixel, (n, w, h, b): a reduction over r
@@ -20,11 +18,23 @@ struct DenseTileStages {
     Halide::Func output;      // (w, h, channel, b)
     Halide::Var w, h, channel, b, n, k, pair;
     Halide::RVar r;           // over the padded depth of the receptive field
-    Halide::Expr pair_stride;  // where defined, bank_pairs' row stride (see schedule_dense_tiles)
-    Halide::Func grid_error;   // the data gradient's dŷ of every bank row on the grid, (row, w, h, b):
-                               // zero, then a scatter over the selected slots (an update)
-    Halide::RVar slot;         // grid_error's scatter
-    Halide::ImageParam scattered;  // the data gradient's dŷ input, which the scatter reads
+};
+
+// The Funcs of the data gradient's dense_tiles algorithm (generators/backward_data_generator.cpp).
+struct DataGradientTileStages {
+    Halide::Func grid_error;     // dŷ of every bank row on the grid, (row % 2, w, row / 2, h, b): zero, then
+                                 // a scatter over the selected slots (an update)
+    Halide::Func error_pairs;    // grid_error padded with zeros around the grid
+    Halide::Func strip_pairs;    // per strip of pixels, the receptive fields in AMX's pairs layout,
+                                 // (w · 2 + k % 2, k / 2, h, b)
+    Halide::Func channel_rows;   // the bank, one row of the receptive field's depth per input channel, (k, c)
+    Halide::Func dense;          // the product, (w, c, h, b): a reduction over r
+    Halide::Func dense_rows;     // dense, stored where the output reads it
+    Halide::Func output;         // grad_x, (w, h, c, b)
+    Halide::Var w, h, c, b, pair, kq;
+    Halide::RVar r;              // over the padded depth of the receptive field
+    Halide::RVar slot;           // grid_error's scatter
+    Halide::ImageParam scattered;  // dŷ, which the scatter reads
 };
 
 // The Funcs of the weight gradient's dense_tiles algorithm (generators/backward_weight_generator.cpp).
@@ -34,8 +44,9 @@ struct WeightTileStages {
     Halide::Func row_error;      // grid_error, the grid padded with zeros to whole chunks and bands
     Halide::ImageParam scattered;  // dŷ, which grid_error's scatter reads
     Halide::Func channels_last;  // the input with zero padding, (c, w, h, b)
-    Halide::Func shifted_pairs;  // channels_last shifted by kw in AMX's pairs layout, (c · 2 + w % 2, q): one row
-                                 // q per sample, padded grid row, kw and pair of pixels
+    Halide::Func shifted_pairs;  // channels_last in AMX's pairs layout, (c · 2 + w % 2, q): one row q per sample,
+                                 // padded grid row, parity of the tap's shift and pair of pixels; written by an
+                                 // update over pair_rows
     Halide::Func sums;           // one block's sum per tap, (c, row, kw, kh, band, b): a reduction over r
     Halide::Func block_sums;     // sums, stored where total reads it
     Halide::Func total;          // the blocks' sums added in order, (c, row, kw, kh): a reduction over blocks
@@ -44,7 +55,8 @@ struct WeightTileStages {
     Halide::RVar slot;           // row_error's scatter
     Halide::RDom r;              // a block's pixels: (padded w, row of the band)
     Halide::RDom blocks;         // (band, b)
-    Halide::Expr pair_stride;    // shifted_pairs' row stride (as in DenseTileStages)
+    Halide::RDom pair_rows;      // shifted_pairs' rows: (pair of pixels, parity, padded grid row, b)
+    Halide::Expr pair_stride;    // shifted_pairs' row stride: one term, for Halide's AMX matcher
 };
 
 // An AMX tile accumulator `tile`: zero, then an update summing bfloat16 products over `depth`,
@@ -56,10 +68,10 @@ void schedule_amx_accumulator(Halide::Func tile, Halide::Func at, const Halide::
                               const std::vector<Halide::VarOrRVar> &outer);
 
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
-void schedule_backward_data_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
+void schedule_backward_data_dense_tiles(DataGradientTileStages &stages, const Halide::Target &target);
 // Both gradients' scatter of dŷ onto every bank row (grid_error, computed per grid row) and its
-// copy into their padded layout, each vectorised along its innermost dimension; `scattered` is the
-// dŷ input, `w` the pixels of the scatter's update.
+// copy into their padded layout, each vectorised along its pixels (with the pair's two rows, where
+// the layout interleaves them); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
 void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, const Halide::ImageParam &scattered,
                                 const Halide::Var &h, const Halide::Var &b, const Halide::Var &w,
                                 const Halide::RVar &slot, int lanes);

@@ -1,14 +1,13 @@
-// CPU schedules of the dense_tiles algorithms (bfloat16 on AMX tiles; generator parameter
-// dense_tiles=true, avx512_sapphirerapids targets): the forward and the data gradient.
+// CPU schedule of the forward's dense_tiles algorithm (bfloat16 on AMX tiles; generator parameter
+// dense_tiles=true, avx512_sapphirerapids targets), and the pieces the gradients' share: the AMX
+// accumulator and the scatter of dŷ.
 //
-// - The left operand is re-laid out rows innermost once (rows_last: the forward's input channels
-//   last; the data gradient's dŷ scattered onto every bank row), so that each chunk of a pixel's
-//   receptive field (one tap, a block of 32 rows) is contiguous.
+// - The input is re-laid out channels innermost once (rows_last), so that each chunk of a pixel's
+//   receptive field (one tap, a block of 32 channels) is contiguous.
 // - The output runs in strips of kPixels pixels of one grid row, the rows of every sample in
 //   parallel. Per strip the pixels' receptive fields are copied into one row each (strip), in L1;
 //   dense_rows then holds the product's columns at the strip's pixels, [columns x kPixels] in
-//   float32, and each output channel reads its column there (the forward: its expert's row), a
-//   vector along the strip.
+//   float32, and each output channel reads its expert's row there, a vector along the strip.
 // - dense_rows is made tile by tile: an AMX tile accumulates kTileRows columns x kPixels pixels
 //   over the padded depth, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by 32 x 16).
 //   The columns are rounded up to whole tiles (the padded bank columns are zero), so that every
@@ -24,30 +23,21 @@ using namespace Halide;
 
 namespace {
 
-void schedule_dense_tiles(DenseTileStages &s, const Target &target, bool transpose_tiles) {
+void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
     constexpr int kPixels = 16, kTileRows = 16, kTileDepth = 32;
     const int lanes = target.natural_vector_size(Float(32));
-    Var hb("hb"), wo("wo"), wi("wi"), co("co"), ci("ci");
-    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf);
-    if (transpose_tiles) {
-        // Each output channel is a column of dense_rows: a tile of 16 channels x 16 pixels read
-        // whole and transposed in registers, not 16 strided pixels per channel.
-        s.output.split(s.channel, co, ci, kTileRows, TailStrategy::GuardWithIf)
-            .reorder(wi, ci, co, wo, s.h, s.b)
-            .vectorize(ci);
-    } else {
-        s.output.reorder(wi, s.channel, wo, s.h, s.b);
-    }
-    s.output.fuse(s.h, s.b, hb).parallel(hb).vectorize(wi);
+    Var hb("hb"), wo("wo"), wi("wi");
+    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf)
+        .reorder(wi, s.channel, wo, s.h, s.b)
+        .fuse(s.h, s.b, hb)
+        .parallel(hb)
+        .vectorize(wi);
 
     // The bank's pairs (590 KiB at weatherbench) in blocks of 64 pair rows over the threads: on
     // one thread they took 0.3-1.2 ms of the 9 ms forward (JIT profile, Intel Xeon).
     s.bank_pairs.compute_root()
         .parallel(s.bank_pairs.args()[1], 64, TailStrategy::GuardWithIf)
         .vectorize(s.pair, lanes, TailStrategy::GuardWithIf);
-    // Halide's AMX matcher takes the right operand's row stride as one term: a realized extent the
-    // simplifier writes as e * 2 is not recognised, so the generator may give the stride itself.
-    if (s.pair_stride.defined()) s.bank_pairs.bound_storage(s.pair, s.pair_stride);
 
     Var kc("kc"), ki("ki");
     // The strip's and the product's buffers are allocated once per grid row, not per strip (2050
@@ -96,12 +86,19 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &
                                 const Var &w, const RVar &slot, int lanes) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
     const Var grid_rows("grid_rows"), grid_row("grid_row"), task("task");
-    padded.compute_root()
-        .split(h, grid_rows, grid_row, 8, tail)
-        .fuse(grid_rows, b, task)
-        .parallel(task)
-        .vectorize(padded.args()[0], lanes, tail);
-    grid_error.compute_at(padded, grid_row).vectorize(grid_error.args()[0], lanes, tail);
+    // A vector of pixels, or of pixels and their pair of rows (RowLayout::RowPairs: parity first).
+    auto vectorize_pixels = [&](Func f) {
+        if (f.dimensions() == 5) {
+            const Var parity = f.args()[0];
+            f.bound(parity, 0, 2).vectorize(parity).vectorize(f.args()[1], lanes, tail);
+        } else {
+            f.vectorize(f.args()[0], lanes, tail);
+        }
+    };
+    padded.compute_root().split(h, grid_rows, grid_row, 8, tail).fuse(grid_rows, b, task).parallel(task);
+    vectorize_pixels(padded);
+    grid_error.compute_at(padded, grid_row);
+    vectorize_pixels(grid_error);
     grid_error.update()
         .reorder(w, slot)
         .vectorize(w, lanes, tail)
@@ -110,7 +107,7 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &
 
 // The input channels innermost, once per call, over the rows of every sample in parallel.
 void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
-    schedule_dense_tiles(s, target, false);
+    schedule_dense_tiles(s, target);
     const Var hb("hb");
     const int channel_lanes = target.natural_vector_size(s.rows_last.type());
     s.rows_last.compute_root();
@@ -118,15 +115,6 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
                                      target.natural_vector_size(Float(32)), {s.h, s.b})
         .fuse(s.h, s.b, hb)
         .parallel(hb);
-}
-
-// The scatter of dŷ onto the bank rows (schedule_scatter_onto_rows): per grid row, zeros, then per
-// slot a vector of pixels read in order from dŷ and the routing (each pixel writes its own rows
-// only), in L1; then copied into the padded layout.
-void schedule_backward_data_dense_tiles(DenseTileStages &s, const Target &target) {
-    schedule_dense_tiles(s, target, true);
-    const int lanes = target.natural_vector_size(Float(32));
-    schedule_scatter_onto_rows(s.rows_last, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
 }
 
 }  // namespace smoe

@@ -4,7 +4,7 @@
 // - dŷ is scattered once per call onto every bank row, pixels innermost: per grid row, zeros, then
 //   per slot a vector of pixels read in order (grid_error, in L1), then copied into the layout
 //   padded to whole chunks and bands (row_error; schedule_scatter_onto_rows). The input is re-laid
-//   out channel-innermost, then once per kw shift in AMX's pairs layout (shifted_pairs). A tile step
+//   out channel-innermost, then in AMX's pairs layout, one copy per parity of the tap's shift (shifted_pairs). A tile step
 //   then reads 16 rows x 32 pixels of one and 32 pixels x 16 channels of the other, 64 contiguous
 //   bytes per row.
 // - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
@@ -38,12 +38,14 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     schedule_channels_innermost_copy(s.channels_last, s.c, s.w, channel_lanes, lanes, {s.h, s.b})
         .fuse(s.h, s.b, hb)
         .parallel(hb);
+    // Row by row (the update), the samples over the threads.
     Var channel_pair("channel_pair"), parity("parity");
-    s.shifted_pairs.compute_root()
-        .bound_storage(s.pair, s.pair_stride)  // one term, for Halide's AMX matcher (dense_tiles.cpp)
+    s.shifted_pairs.compute_root().bound_storage(s.pair, s.pair_stride);  // one term, for Halide's AMX matcher
+    s.shifted_pairs.update()
         .split(s.pair, channel_pair, parity, 2, TailStrategy::RoundUp)
-        .reorder(parity, channel_pair, s.q)
-        .parallel(s.q, 64)
+        .reorder(parity, channel_pair, s.pair_rows.x, s.pair_rows.y, s.pair_rows.z, s.pair_rows.w)
+        .allow_race_conditions()  // each row of the update writes its own row q
+        .parallel(s.pair_rows.w)
         .vectorize(channel_pair, channel_lanes, tail)
         .unroll(parity);
 

@@ -1,0 +1,61 @@
+// CPU schedule of the data gradient's dense_tiles algorithm (bfloat16 on AMX tiles; generator
+// parameter dense_tiles=true, avx512_sapphirerapids targets).
+//
+// - dŷ is scattered once per call onto every bank row, pixels innermost with each two rows
+//   interleaved: per grid row, zeros, then per slot a vector of pixels read in order (grid_error, in
+//   L1), then copied into the layout padded around the grid (error_pairs;
+//   schedule_scatter_onto_rows). The bank is re-laid out once, a row of the receptive field's depth
+//   per input channel (channel_rows).
+// - Per grid row of a sample (the tasks), dense_rows holds the product [channels x pixels] in
+//   float32, made tile by tile: a tile of kTileRows channels x kPixels pixels accumulates over the
+//   padded depth on one AMX tile, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by
+//   32 x 16). Per strip of kPixels pixels the right operand is copied first (strip_pairs, 16
+//   pixels x 2 values of each pair row, one contiguous run of error_pairs per row), in L2 across the
+//   strip's channel tiles.
+// - grad_x's rows are then dense_rows' rows: a vector of pixels per channel, no transposition
+//   (the earlier order, pixels x channels, spent a third of the kernel transposing its tiles).
+// - Channels are rounded up to whole tiles and the strip to whole pixels (the padding reads zeros):
+//   Halide's AMX matcher takes constant 2-D tiles only.
+#include "dense_tiles_schedule.h"
+
+namespace smoe {
+
+using namespace Halide;
+
+void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target &target) {
+    constexpr int kPixels = 16, kTileRows = 16, kTileDepth = 32;
+    const int lanes = target.natural_vector_size(Float(32));
+    const int value_lanes = target.natural_vector_size(BFloat(16));
+    const TailStrategy tail = TailStrategy::GuardWithIf;
+    Var hb("hb");
+
+    schedule_scatter_onto_rows(s.error_pairs, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
+    s.channel_rows.compute_root().parallel(s.c).vectorize(s.channel_rows.args()[0], value_lanes, tail);
+
+    s.output.reorder(s.w, s.c, s.h, s.b).fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
+
+    Var wt("wt"), ct("ct"), wi("wi"), ci("ci");
+    s.dense_rows.compute_at(s.output, hb)
+        .tile(s.w, s.c, wt, ct, wi, ci, kPixels, kTileRows, TailStrategy::RoundUp)
+        .reorder(wi, ci, ct, wt)
+        .vectorize(wi)
+        .vectorize(ci);
+
+    // A pair row's 16 pixels x 2 values: one 64-byte run. The row stride is one pair more than a
+    // row, so that Halide does not merge a tile's rows into one ramp, which its AMX matcher rejects.
+    // The pair rows in chunks of one tile's depth, each one tap and block of bank rows, so that
+    // the tap's offsets (divisions by the symbolic kernel size) are worked out once per chunk.
+    Var pixel("pixel"), parity("parity"), chunk("chunk"), chunk_row("chunk_row");
+    s.strip_pairs.compute_at(s.dense_rows, wt)
+        .hoist_storage(s.output, hb)
+        .bound_storage(s.pair, 2 * kPixels + 2)
+        .split(s.pair, pixel, parity, 2, TailStrategy::RoundUp)
+        .split(s.kq, chunk, chunk_row, kTileDepth / 2, TailStrategy::RoundUp)
+        .reorder(parity, pixel, chunk_row, chunk)
+        .vectorize(parity)
+        .vectorize(pixel);
+
+    schedule_amx_accumulator(s.dense, s.dense_rows, ct, s.w, s.c, kPixels, kTileRows, s.r, {s.w, s.c, s.h, s.b});
+}
+
+}  // namespace smoe
