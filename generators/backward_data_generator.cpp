@@ -156,9 +156,11 @@ public:
         Func strip_pairs("strip_pairs");
         strip_pairs(pair, kq, h, b) =
             error_pairs(pair % 2, pair / 2 - tap % K + pad, order.value_of(kq * 2) / 2, h - tap / K + pad, b);
+        // Zero past the channels: a tile reads whole tiles of 16 rows.
+        const Expr channels = grad_x->dim(2).extent();
         Func channel_rows("channel_rows");
-        channel_rows(k, c) = select(order.value_of(k) < rows,
-                                    (*weight)(order.tap_of(k) % K, order.tap_of(k) / K, c,
+        channel_rows(k, c) = select(order.value_of(k) < rows && c < channels,
+                                    (*weight)(order.tap_of(k) % K, order.tap_of(k) / K, min(c, channels - 1),
                                               min(order.value_of(k), rows - 1)),
                                     cast(bf16, 0));
         RDom r(0, order.depth(), "r");
@@ -171,7 +173,7 @@ public:
 
         DataGradientTileStages stages{grid_error, error_pairs, strip_pairs, channel_rows, dense, dense_rows,
                                       *grad_x,    w,           h,           c,            b,     pair,
-                                      kq,         r.x,         slot,        ImageParam(*grad_y)};
+                                      kq,         r.x,         slot,        ImageParam(*grad_y), (channels + 15) / 16 * 16};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

@@ -35,6 +35,7 @@ struct DataGradientTileStages {
     Halide::RVar r;              // over the padded depth of the receptive field
     Halide::RVar slot;           // grid_error's scatter
     Halide::ImageParam scattered;  // dŷ, which the scatter reads
+    Halide::Expr channel_rows_extent;  // the channels rounded up to whole tiles (channel_rows is zero past C)
 };
 
 // The Funcs of the weight gradient's dense_tiles algorithm (generators/backward_weight_generator.cpp).
