@@ -166,14 +166,15 @@ public:
         RDom r(0, order.depth(), "r");
         Func dense("dense");
         dense(w, c, h, b) = cast<float>(0);
-        dense(w, c, h, b) += cast<float>(channel_rows(r.x, c)) * cast<float>(strip_pairs(w * 2 + r.x % 2, r.x / 2, h, b));
+        dense(w, c, h, b) +=
+            cast<float>(channel_rows(r.x, c)) * cast<float>(strip_pairs(w * 2 + r.x % 2, r.x / 2, h, b));
         Func dense_rows("dense_rows");
         dense_rows(w, c, h, b) = dense(w, c, h, b);
         (*grad_x)(w, h, c, b) = narrow(dense_rows(w, c, h, b), bf16);
 
-        DataGradientTileStages stages{grid_error, error_pairs, strip_pairs, channel_rows, dense, dense_rows,
-                                      *grad_x,    w,           h,           c,            b,     pair,
-                                      kq,         r.x,         slot,        ImageParam(*grad_y), (channels + 15) / 16 * 16};
+        DataGradientTileStages stages{grid_error, error_pairs, strip_pairs, channel_rows, dense, dense_rows, *grad_x,
+                                      w,          h,           c,           b,            pair,  kq,         r.x,
+                                      slot,       ImageParam(*grad_y),      (channels + 15) / 16 * 16};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

@@ -355,8 +355,9 @@ private:
         shifted_pairs(pair, q) = undef(bf16);
         RDom pair_rows(0, pairs_per_row, 0, 2, 0, padded_height, 0, batch, "pair_rows");
         const Expr shifted_row = (pair_rows.w * padded_height + pair_rows.z) * 2 + pair_rows.y;
+        const Expr pixel = pair_rows.x * 2 + pair % 2 + pair_rows.y - 2 * lead;
         shifted_pairs(pair, shifted_row * pairs_per_row + pair_rows.x) =
-            channels_last(pair / 2, pair_rows.x * 2 + pair % 2 + pair_rows.y - 2 * lead, pair_rows.z - pad, pair_rows.w);
+            channels_last(pair / 2, pixel, pair_rows.z - pad, pair_rows.w);
 
         RDom r(0, padded_width, 0, band_rows, "r");
         Expr grid_row = band * band_rows + r.y;

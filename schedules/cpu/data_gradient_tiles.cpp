@@ -30,7 +30,10 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
     Var hb("hb");
 
     schedule_scatter_onto_rows(s.error_pairs, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
-    s.channel_rows.compute_root().bound(s.c, 0, s.channel_rows_extent).parallel(s.c).vectorize(s.channel_rows.args()[0], value_lanes, tail);
+    s.channel_rows.compute_root()
+        .bound(s.c, 0, s.channel_rows_extent)
+        .parallel(s.c)
+        .vectorize(s.channel_rows.args()[0], value_lanes, tail);
 
     s.output.reorder(s.w, s.c, s.h, s.b).fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
 

@@ -1,5 +1,5 @@
 // CPU schedule of the forward's dense_tiles algorithm (bfloat16 on AMX tiles; generator parameter
-// dense_tiles=true, avx512_sapphirerapids targets), and the pieces the gradients' share: the AMX
+// dense_tiles=true, avx512_sapphirerapids targets), and the pieces the gradients share: the AMX
 // accumulator and the scatter of dŷ.
 //
 // - The input is re-laid out channels innermost once (rows_last), so that each chunk of a pixel's

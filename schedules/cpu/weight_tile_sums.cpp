@@ -4,9 +4,9 @@
 // - dŷ is scattered once per call onto every bank row, pixels innermost: per grid row, zeros, then
 //   per slot a vector of pixels read in order (grid_error, in L1), then copied into the layout
 //   padded to whole chunks and bands (row_error; schedule_scatter_onto_rows). The input is re-laid
-//   out channel-innermost, then in AMX's pairs layout, one copy per parity of the tap's shift (shifted_pairs). A tile step
-//   then reads 16 rows x 32 pixels of one and 32 pixels x 16 channels of the other, 64 contiguous
-//   bytes per row.
+//   out channel-innermost, then in AMX's pairs layout, one copy per parity of the tap's shift
+//   (shifted_pairs). A tile step then reads 16 rows x 32 pixels of one and 32 pixels x 16 channels
+//   of the other, 64 contiguous bytes per row.
 // - Per block of pixels (a band of grid rows of one sample), blocks in order: each task, a tile of
 //   kTileRows bank rows, runs every tap and tile of kTileColumns channels over the block on one AMX
 //   tile (tdpbf16ps, 32 pixels per step), stores them (block_sums) and adds them to the total.
