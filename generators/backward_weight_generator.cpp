@@ -378,7 +378,8 @@ private:
 
         WeightTileStages stages{grid_error, row_error, ImageParam(*grad_y), channels_last, shifted_pairs,
                                 sums,       block_sums, total, *grad_weight, kw, kh, c, row, w, h, b, pair, q, band,
-                                slot,       r,          blocks, pair_rows, pairs_row_stride(channels)};
+                                slot,       r,          blocks, pair_rows, pairs_row_stride(channels),
+                                (experts * F + 15) / 16 * 16};
         schedule_backward_weight_dense_tiles(stages, get_target());
     }
 

@@ -58,6 +58,7 @@ struct WeightTileStages {
     Halide::RDom blocks;         // (band, b)
     Halide::RDom pair_rows;      // shifted_pairs' rows: (pair of pixels, parity, padded grid row, b)
     Halide::Expr pair_stride;    // shifted_pairs' row stride: one term, for Halide's AMX matcher
+    Halide::Expr row_error_rows;  // the bank rows rounded up to whole tiles (row_error is zero past NE·F)
 };
 
 // An AMX tile accumulator `tile`: zero, then an update summing bfloat16 products over `depth`,

@@ -29,6 +29,8 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var hb("hb");
 
+    // Whole tiles of bank rows, so that a last tile of fewer rows reads zeros.
+    s.row_error.bound(s.row, 0, s.row_error_rows);
     schedule_scatter_onto_rows(s.row_error, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
