@@ -156,7 +156,7 @@ public:
         Func strip_pairs("strip_pairs");
         strip_pairs(pair, kq, h, b) =
             error_pairs(pair % 2, pair / 2 - tap % K + pad, order.value_of(kq * 2) / 2, h - tap / K + pad, b);
-        // Zero past the channels: a tile reads whole tiles of 16 rows.
+        // Zero past the channels: a tile product reads whole tiles of rows.
         const Expr channels = grad_x->dim(2).extent();
         Func channel_rows("channel_rows");
         channel_rows(k, c) = select(order.value_of(k) < rows && c < channels,
@@ -164,17 +164,15 @@ public:
                                               min(order.value_of(k), rows - 1)),
                                     cast(bf16, 0));
         RDom r(0, order.depth(), "r");
-        Func dense("dense");
-        dense(w, c, h, b) = cast<float>(0);
-        dense(w, c, h, b) +=
-            cast<float>(channel_rows(r.x, c)) * cast<float>(strip_pairs(w * 2 + r.x % 2, r.x / 2, h, b));
+        Func dense =
+            tile_product("dense", {w, c, h, b}, channel_rows(r.x, c), strip_pairs(w * 2 + r.x % 2, r.x / 2, h, b));
         Func dense_rows("dense_rows");
         dense_rows(w, c, h, b) = dense(w, c, h, b);
         (*grad_x)(w, h, c, b) = narrow(dense_rows(w, c, h, b), bf16);
 
         DataGradientTileStages stages{grid_error, error_pairs, strip_pairs, channel_rows, dense, dense_rows, *grad_x,
                                       w,          h,           c,           b,            pair,  kq,         r.x,
-                                      slot,       ImageParam(*grad_y),      (channels + 15) / 16 * 16};
+                                      slot,       ImageParam(*grad_y),      channels};
         schedule_backward_data_dense_tiles(stages, get_target());
     }
 };

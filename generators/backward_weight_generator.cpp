@@ -364,10 +364,8 @@ private:
         const Expr shift = kw - pad, parity = (shift + 2 * lead) % 2;
         Expr pair_row = ((b * padded_height + grid_row + kh) * 2 + parity) * pairs_per_row + (shift - parity) / 2 +
                         lead + r.x / 2;
-        Func sums("sums");
-        sums(c, row, kw, kh, band, b) = cast<float>(0);
-        sums(c, row, kw, kh, band, b) += cast<float>(row_error(r.x, row, grid_row, b)) *
-                                         cast<float>(shifted_pairs(c * 2 + r.x % 2, pair_row));
+        Func sums = tile_product("sums", {c, row, kw, kh, band, b}, row_error(r.x, row, grid_row, b),
+                                 shifted_pairs(c * 2 + r.x % 2, pair_row));
         Func block_sums("block_sums");
         block_sums(c, row, kw, kh, band, b) = sums(c, row, kw, kh, band, b);
         RDom blocks(0, bands, 0, batch, "blocks");
@@ -379,7 +377,7 @@ private:
         WeightTileStages stages{grid_error, row_error, ImageParam(*grad_y), channels_last, shifted_pairs,
                                 sums,       block_sums, total, *grad_weight, kw, kh, c, row, w, h, b, pair, q, band,
                                 slot,       r,          blocks, pair_rows, pairs_row_stride(channels),
-                                (experts * F + 15) / 16 * 16};
+                                experts * F};
         schedule_backward_weight_dense_tiles(stages, get_target());
     }
 

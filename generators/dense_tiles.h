@@ -6,13 +6,20 @@
 
 #include "Halide.h"
 
+#include <string>
 #include <vector>
 
 #include "precision.h"
 
 namespace smoe {
 
-constexpr int kTileDepth = 32;  // bfloat16 values of the reduction per tile row (64 bytes)
+// An AMX tile: kTileRows rows of 64 bytes, kTileColumns float32 results or kTileDepth bfloat16
+// values of the reduction per row.
+constexpr int kTileRows = 16, kTileColumns = 16, kTileDepth = 32;
+
+// `count` rows rounded up to whole tiles: what a tile product reads of an operand (the rows past
+// `count` zero), and so what it must compute.
+inline Halide::Expr whole_tiles(const Halide::Expr &count) { return (count + kTileRows - 1) / kTileRows * kTileRows; }
 
 // The positions k of a receptive field's row over `count` values per tap (input channels or bank
 // rows, zero-padded to whole blocks of kTileDepth): block, then tap (kh, kw), then the value of the
@@ -39,10 +46,10 @@ inline Halide::Func in_pairs_layout(Halide::Func columns, const Halide::Expr &co
     return pairs;
 }
 
-// The row stride of a pairs layout over `columns` columns: the columns rounded up to whole tiles of
-// 16, in pairs, and one pair more. Written as one sum on purpose: Halide's AMX matcher takes the
-// stride as one term and does not recognise the `e * 2` the simplifier makes of a realized extent.
-inline Halide::Expr pairs_row_stride(const Halide::Expr &columns) { return (columns + 15) / 16 * 32 + 2; }
+// The row stride of a pairs layout over `columns` columns: the columns rounded up to whole tiles, in
+// pairs, and one pair more. Written as one sum on purpose: Halide's AMX matcher takes the stride as
+// one term and does not recognise the `e * 2` the simplifier makes of a realized extent.
+inline Halide::Expr pairs_row_stride(const Halide::Expr &columns) { return whole_tiles(columns) * 2 + 2; }
 
 // dŷ of every bank row at every grid pixel in bfloat16 (both gradients' operand before its padding):
 // zero where the row is not selected, each selected slot's `gated` value rounded once. Routing is a
@@ -73,14 +80,16 @@ inline Halide::Func scatter_onto_rows(Halide::Func gated, Halide::Func routing, 
     return grid_error;
 }
 
-// dense(n, w, h, b) = Σ_k strip(k, w, h, b) · pairs(n · 2 + k % 2, k / 2), in float32.
-inline Halide::Func tile_product(Halide::Func strip, Halide::Func pairs, const Halide::RDom &r, const Halide::Var &n,
-                                 const Halide::Var &w, const Halide::Var &h, const Halide::Var &b) {
+// product(args) = Σ left · right over the reduction both operands name, bfloat16 operands summed in
+// float32: what an AMX tile accumulates, `right` read in AMX's pairs layout. Each algorithm's three
+// matrix products (the forward's, both gradients') are one of these.
+inline Halide::Func tile_product(const std::string &name, const std::vector<Halide::Var> &args,
+                                 const Halide::Expr &left, const Halide::Expr &right) {
     using namespace Halide;
-    Func dense("dense");
-    dense(n, w, h, b) = cast<float>(0);
-    dense(n, w, h, b) += cast<float>(strip(r.x, w, h, b)) * cast<float>(pairs(n * 2 + r.x % 2, r.x / 2));
-    return dense;
+    Func product(name);
+    product(args) = cast<float>(0);
+    product(args) += cast<float>(left) * cast<float>(right);
+    return product;
 }
 
 }  // namespace smoe

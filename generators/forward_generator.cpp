@@ -244,7 +244,7 @@ private:
                                       cast(dtype, 0));
         Func bank_pairs = in_pairs_layout(bank_columns, rows, pair);
         RDom r(0, order.depth(), "r");
-        Func dense = tile_product(strip, bank_pairs, r, n, w, h, b);
+        Func dense = tile_product("dense", {n, w, h, b}, strip(r.x, w, h, b), bank_pairs(n * 2 + r.x % 2, r.x / 2));
         Func dense_rows("dense_rows");
         dense_rows(n, w, h, b) = dense(n, w, h, b);
         Expr response = dense_rows(expert_row(row_args), w, h, b);

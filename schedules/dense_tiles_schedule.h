@@ -4,6 +4,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "dense_tiles.h"  // the AMX tile's shape, whole_tiles, RowLayout
 
 namespace smoe {
 
@@ -35,7 +36,7 @@ struct DataGradientTileStages {
     Halide::RVar r;              // over the padded depth of the receptive field
     Halide::RVar slot;           // grid_error's scatter
     Halide::ImageParam scattered;  // dŷ, which the scatter reads
-    Halide::Expr channel_rows_extent;  // the channels rounded up to whole tiles (channel_rows is zero past C)
+    Halide::Expr channels;       // C: channel_rows is zero past them, and computed over whole tiles
 };
 
 // The Funcs of the weight gradient's dense_tiles algorithm (generators/backward_weight_generator.cpp).
@@ -58,8 +59,12 @@ struct WeightTileStages {
     Halide::RDom blocks;         // (band, b)
     Halide::RDom pair_rows;      // shifted_pairs' rows: (pair of pixels, parity, padded grid row, b)
     Halide::Expr pair_stride;    // shifted_pairs' row stride: one term, for Halide's AMX matcher
-    Halide::Expr row_error_rows;  // the bank rows rounded up to whole tiles (row_error is zero past NE·F)
+    Halide::Expr rows;           // NE·F: row_error is zero past them, and computed over whole tiles
 };
+
+// A tile product's operand whose rows `rows` the tiles read past its `count` real ones (zeros, by
+// its definition): computed over whole tiles, so that no tile reads rows allocated but never written.
+void compute_whole_tiles(Halide::Func operand, const Halide::Var &rows, const Halide::Expr &count);
 
 // An AMX tile accumulator `tile`: zero, then an update summing bfloat16 products over `depth`,
 // computed at `at`'s loop `at_var` and stored in an AMX tile of `columns` x `rows` (column
@@ -73,10 +78,10 @@ void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target 
 void schedule_backward_data_dense_tiles(DataGradientTileStages &stages, const Halide::Target &target);
 // Both gradients' scatter of dŷ onto every bank row (grid_error, computed per grid row) and its
 // copy into their padded layout, each vectorised along its pixels (with the pair's two rows, where
-// the layout interleaves them); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
-void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, const Halide::ImageParam &scattered,
-                                const Halide::Var &h, const Halide::Var &b, const Halide::Var &w,
-                                const Halide::RVar &slot, int lanes);
+// `layout` interleaves them); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
+void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, RowLayout layout,
+                                const Halide::ImageParam &scattered, const Halide::Var &h, const Halide::Var &b,
+                                const Halide::Var &w, const Halide::RVar &slot, int lanes);
 
 void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);
 

@@ -23,16 +23,15 @@ namespace smoe {
 using namespace Halide;
 
 void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target &target) {
-    constexpr int kPixels = 16, kTileRows = 16, kTileDepth = 32;
+    constexpr int kPixels = kTileColumns;  // a strip's pixels: the result tile's columns
     const int lanes = target.natural_vector_size(Float(32));
     const int value_lanes = target.natural_vector_size(BFloat(16));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var hb("hb");
 
-    schedule_scatter_onto_rows(s.error_pairs, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
-    s.channel_rows.compute_root()
-        .bound(s.c, 0, s.channel_rows_extent)
-        .parallel(s.c)
+    schedule_scatter_onto_rows(s.error_pairs, s.grid_error, RowLayout::RowPairs, s.scattered, s.h, s.b, s.w, s.slot,
+                               lanes);
+    s.channel_rows.compute_root().parallel(s.c)
         .vectorize(s.channel_rows.args()[0], value_lanes, tail);
 
     s.output.reorder(s.w, s.c, s.h, s.b).fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
@@ -58,6 +57,7 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
         .vectorize(parity)
         .vectorize(pixel);
 
+    compute_whole_tiles(s.channel_rows, s.c, s.channels);
     schedule_amx_accumulator(s.dense, s.dense_rows, ct, s.w, s.c, kPixels, kTileRows, s.r, {s.w, s.c, s.h, s.b});
 }
 

@@ -24,7 +24,7 @@ using namespace Halide;
 namespace {
 
 void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
-    constexpr int kPixels = 16, kTileRows = 16, kTileDepth = 32;
+    constexpr int kPixels = kTileColumns;  // a strip's pixels: the result tile's columns
     const int lanes = target.natural_vector_size(Float(32));
     Var hb("hb"), wo("wo"), wi("wi");
     s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf)
@@ -57,9 +57,12 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
 
 }  // namespace
 
+void compute_whole_tiles(Func operand, const Var &rows, const Expr &count) {
+    operand.bound(rows, 0, whole_tiles(count));
+}
+
 void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &column, const Var &row, int columns,
                               int rows, const RVar &depth, const std::vector<VarOrRVar> &outer) {
-    constexpr int kTileDepth = 32;  // bfloat16 values per tdpbf16ps: 64 bytes per tile row
     Var zc("zc"), zr("zr"), tc("tc"), tr("tr");
     RVar chunk("chunk"), chunk_value("chunk_value");
     tile.compute_at(at, at_var)
@@ -82,13 +85,13 @@ void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &
 // Per 8 grid rows of a sample (the tasks) and per grid row, the scatter in L1, then its copy into
 // the padded layout. Each slot's dŷ is a line of its own plane, more streams than the hardware
 // prefetcher follows: they are requested 8 slots ahead, and each task reads its planes on.
-void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &scattered, const Var &h, const Var &b,
-                                const Var &w, const RVar &slot, int lanes) {
+void schedule_scatter_onto_rows(Func padded, Func grid_error, RowLayout layout, const ImageParam &scattered,
+                                const Var &h, const Var &b, const Var &w, const RVar &slot, int lanes) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
     const Var grid_rows("grid_rows"), grid_row("grid_row"), task("task");
     // A vector of pixels, or of pixels and their pair of rows (RowLayout::RowPairs: parity first).
     auto vectorize_pixels = [&](Func f) {
-        if (f.dimensions() == 5) {
+        if (layout == RowLayout::RowPairs) {
             const Var parity = f.args()[0];
             f.bound(parity, 0, 2).vectorize(parity).vectorize(f.args()[1], lanes, tail);
         } else {
@@ -108,13 +111,7 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, const ImageParam &
 // The input channels innermost, once per call, over the rows of every sample in parallel.
 void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
     schedule_dense_tiles(s, target);
-    const Var hb("hb");
-    const int channel_lanes = target.natural_vector_size(s.rows_last.type());
-    s.rows_last.compute_root();
-    schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w, channel_lanes,
-                                     target.natural_vector_size(Float(32)), {s.h, s.b})
-        .fuse(s.h, s.b, hb)
-        .parallel(hb);
+    schedule_channels_innermost_rows(s.rows_last, s.rows_last.args()[0], s.w, s.h, s.b, target);
 }
 
 }  // namespace smoe

@@ -24,22 +24,17 @@ namespace smoe {
 using namespace Halide;
 
 void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &target) {
-    constexpr int kTileColumns = 16, kTileRows = 16;
     const int lanes = target.natural_vector_size(Float(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    Var hb("hb");
 
-    // Whole tiles of bank rows, so that a last tile of fewer rows reads zeros.
-    s.row_error.bound(s.row, 0, s.row_error_rows);
-    schedule_scatter_onto_rows(s.row_error, s.grid_error, s.scattered, s.h, s.b, s.w, s.slot, lanes);
+    compute_whole_tiles(s.row_error, s.row, s.rows);
+    schedule_scatter_onto_rows(s.row_error, s.grid_error, RowLayout::PixelsInnermost, s.scattered, s.h, s.b, s.w,
+                               s.slot, lanes);
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
     // every value a strided load.
+    schedule_channels_innermost_rows(s.channels_last, s.c, s.w, s.h, s.b, target);
     const int channel_lanes = target.natural_vector_size(s.channels_last.type());
-    s.channels_last.compute_root();
-    schedule_channels_innermost_copy(s.channels_last, s.c, s.w, channel_lanes, lanes, {s.h, s.b})
-        .fuse(s.h, s.b, hb)
-        .parallel(hb);
     // Row by row (the update), the samples over the threads.
     Var channel_pair("channel_pair"), parity("parity");
     s.shifted_pairs.compute_root().bound_storage(s.pair, s.pair_stride);  // one term, for Halide's AMX matcher
