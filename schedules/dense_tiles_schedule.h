@@ -76,11 +76,12 @@ void schedule_amx_accumulator(Halide::Func tile, Halide::Func at, const Halide::
 
 void schedule_forward_dense_tiles(DenseTileStages &stages, const Halide::Target &target);
 void schedule_backward_data_dense_tiles(DataGradientTileStages &stages, const Halide::Target &target);
-// Both gradients' scatter of dŷ onto every bank row (grid_error, computed per grid row) and its
-// copy into their padded layout, each vectorised along its pixels (with the pair's two rows, where
-// `layout` interleaves them); `scattered` is the dŷ input, `w` the pixels of the scatter's update.
+// Both gradients' scatter of dŷ onto every bank row (grid_error, computed per loop `grid_row` of
+// `padded`) and its copy into their padded layout, each vectorised along its pixels (with the
+// pair's two rows, where `layout` interleaves them); `scattered` is the dŷ input, `w` the pixels of
+// the scatter's update. Where `padded` is computed is the caller's decision.
 void schedule_scatter_onto_rows(Halide::Func padded, Halide::Func grid_error, RowLayout layout,
-                                const Halide::ImageParam &scattered, const Halide::Var &h, const Halide::Var &b,
+                                const Halide::ImageParam &scattered, const Halide::Var &grid_row,
                                 const Halide::Var &w, const Halide::RVar &slot, int lanes);
 
 void schedule_backward_weight_dense_tiles(WeightTileStages &stages, const Halide::Target &target);

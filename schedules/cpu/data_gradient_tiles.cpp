@@ -1,12 +1,13 @@
 // CPU schedule of the data gradient's dense_tiles algorithm (bfloat16 on AMX tiles; generator
 // parameter dense_tiles=true, avx512_sapphirerapids targets).
 //
-// - dŷ is scattered once per call onto every bank row, pixels innermost with each two rows
-//   interleaved: per grid row, zeros, then per slot a vector of pixels read in order (grid_error, in
-//   L1), then copied into the layout padded around the grid (error_pairs;
+// - The tasks are windows of grid rows of a sample. Per window, dŷ is scattered onto every bank
+//   row for the window's rows and the kernel's reach around them, pixels innermost with each two
+//   rows interleaved: per grid row, zeros, then per slot a vector of pixels read in order
+//   (grid_error, in L1), then copied into the layout padded around the grid (error_pairs, in L2;
 //   schedule_scatter_onto_rows). The bank is re-laid out once, a row of the receptive field's depth
 //   per input channel (channel_rows).
-// - Per grid row of a sample (the tasks), dense_rows holds the product [channels x pixels] in
+// - Per grid row, dense_rows holds the product [channels x pixels] in
 //   float32, made tile by tile: a tile of kTileRows channels x kPixels pixels accumulates over the
 //   padded depth on one AMX tile, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by
 //   32 x 16). Per strip of kPixels pixels the right operand is copied first (strip_pairs, 16
@@ -27,17 +28,27 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
     const int lanes = target.natural_vector_size(Float(32));
     const int value_lanes = target.natural_vector_size(BFloat(16));
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    Var hb("hb");
-
-    schedule_scatter_onto_rows(s.error_pairs, s.grid_error, RowLayout::RowPairs, s.scattered, s.h, s.b, s.w, s.slot,
-                               lanes);
+    // The tasks: windows of kWindowRows grid rows of a sample. Per window, dŷ's pairs for its rows
+    // and the kernel's reach around them (a window of weatherbench: 18 rows, 600 KiB), in L2 while
+    // the window reads them; computed for the whole grid at once (9 MB at weatherbench) they were
+    // read back from memory (JIT: weatherbench 11.7-11.9 against 12.9-13.1 ms, cifar 8.4-8.7
+    // against 9.4-9.6). 16 rows, not a whole grid per task: a grid of 32 rows still gives a single
+    // sample two tasks.
+    constexpr int kWindowRows = 16;
+    Var windows("windows"), window_row("window_row"), task("task");
     s.channel_rows.compute_root().parallel(s.c)
         .vectorize(s.channel_rows.args()[0], value_lanes, tail);
 
-    s.output.reorder(s.w, s.c, s.h, s.b).fuse(s.h, s.b, hb).parallel(hb).vectorize(s.w, lanes, tail);
+    s.output.reorder(s.w, s.c, s.h, s.b)
+        .split(s.h, windows, window_row, kWindowRows, tail)
+        .fuse(windows, s.b, task)
+        .parallel(task)
+        .vectorize(s.w, lanes, tail);
+    s.error_pairs.compute_at(s.output, task);
+    schedule_scatter_onto_rows(s.error_pairs, s.grid_error, RowLayout::RowPairs, s.scattered, s.h, s.w, s.slot, lanes);
 
     Var wt("wt"), ct("ct"), wi("wi"), ci("ci");
-    s.dense_rows.compute_at(s.output, hb)
+    s.dense_rows.compute_at(s.output, window_row)
         .tile(s.w, s.c, wt, ct, wi, ci, kPixels, kTileRows, TailStrategy::RoundUp)
         .reorder(wi, ci, ct, wt)
         .vectorize(wi)
@@ -49,7 +60,7 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
     // the tap's offsets (divisions by the symbolic kernel size) are worked out once per chunk.
     Var pixel("pixel"), parity("parity"), chunk("chunk"), chunk_row("chunk_row");
     s.strip_pairs.compute_at(s.dense_rows, wt)
-        .hoist_storage(s.output, hb)
+        .hoist_storage(s.output, task)
         .bound_storage(s.pair, 2 * kPixels + 2)
         .split(s.pair, pixel, parity, 2, TailStrategy::RoundUp)
         .split(s.kq, chunk, chunk_row, kTileDepth / 2, TailStrategy::RoundUp)

@@ -82,13 +82,12 @@ void schedule_amx_accumulator(Func tile, Func at, const Var &at_var, const Var &
         .vectorize(tr);
 }
 
-// Per 8 grid rows of a sample (the tasks) and per grid row, the scatter in L1, then its copy into
-// the padded layout. Each slot's dŷ is a line of its own plane, more streams than the hardware
-// prefetcher follows: they are requested 8 slots ahead, and each task reads its planes on.
+// Per grid row, the scatter in L1, then its copy into the padded layout. Each slot's dŷ is a line
+// of its own plane, more streams than the hardware prefetcher follows: they are requested 8 slots
+// ahead, and each grid row reads its planes on.
 void schedule_scatter_onto_rows(Func padded, Func grid_error, RowLayout layout, const ImageParam &scattered,
-                                const Var &h, const Var &b, const Var &w, const RVar &slot, int lanes) {
+                                const Var &grid_row, const Var &w, const RVar &slot, int lanes) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    const Var grid_rows("grid_rows"), grid_row("grid_row"), task("task");
     // A vector of pixels, or of pixels and their pair of rows (RowLayout::RowPairs: parity first).
     auto vectorize_pixels = [&](Func f) {
         if (layout == RowLayout::RowPairs) {
@@ -98,7 +97,6 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, RowLayout layout, 
             f.vectorize(f.args()[0], lanes, tail);
         }
     };
-    padded.compute_root().split(h, grid_rows, grid_row, 8, tail).fuse(grid_rows, b, task).parallel(task);
     vectorize_pixels(padded);
     grid_error.compute_at(padded, grid_row);
     vectorize_pixels(grid_error);

@@ -27,8 +27,11 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     const int lanes = target.natural_vector_size(Float(32));
     const TailStrategy tail = TailStrategy::GuardWithIf;
 
+    // dŷ on every row once per call, 8 grid rows of a sample per task.
+    const Var grid_rows("grid_rows"), grid_row("grid_row"), task("task");
     compute_whole_tiles(s.row_error, s.row, s.rows);
-    schedule_scatter_onto_rows(s.row_error, s.grid_error, RowLayout::PixelsInnermost, s.scattered, s.h, s.b, s.w,
+    s.row_error.compute_root().split(s.h, grid_rows, grid_row, 8, tail).fuse(grid_rows, s.b, task).parallel(task);
+    schedule_scatter_onto_rows(s.row_error, s.grid_error, RowLayout::PixelsInnermost, s.scattered, grid_row, s.w,
                                s.slot, lanes);
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
