@@ -62,6 +62,15 @@ struct WeightTileStages {
     Halide::Expr rows;           // NE·F: row_error is zero past them, and computed over whole tiles
 };
 
+// The forward's and the data gradient's tasks: windows of kWindowRows grid rows of a sample, so that
+// what each re-lays out for its window's rows and the kernel's reach stays in L2 (laid out once for
+// the whole grid it went through memory). 16, not a whole grid: a grid of 32 rows still gives one
+// sample two tasks. `output`'s loops must have h just inside b; `window_row` and `task` name the
+// loops made.
+constexpr int kWindowRows = 16;
+void split_into_windows(Halide::Func output, const Halide::Var &h, const Halide::Var &b, const Halide::Var &window_row,
+                        const Halide::Var &task);
+
 // A tile product's operand whose rows `rows` the tiles read past its `count` real ones (zeros, by
 // its definition): computed over whole tiles, so that no tile reads rows allocated but never written.
 void compute_whole_tiles(Halide::Func operand, const Halide::Var &rows, const Halide::Expr &count);

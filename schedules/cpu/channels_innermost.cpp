@@ -22,14 +22,4 @@ Func &schedule_channels_innermost_copy(Func &copy, const Var &c, const Var &w, i
         .unroll(pixel);
 }
 
-void schedule_channels_innermost_rows(Func copy, const Var &c, const Var &w, const Var &h, const Var &b,
-                                      const Target &target) {
-    const Var rows("rows");
-    copy.compute_root();
-    schedule_channels_innermost_copy(copy, c, w, target.natural_vector_size(copy.type()),
-                                     target.natural_vector_size(Float(32)), {h, b})
-        .fuse(h, b, rows)
-        .parallel(rows);
-}
-
 }  // namespace smoe

@@ -15,9 +15,4 @@ namespace smoe {
 Halide::Func &schedule_channels_innermost_copy(Halide::Func &copy, const Halide::Var &c, const Halide::Var &w,
                                                int channel_lanes, int pixels, const std::vector<Halide::Var> &outer);
 
-// `copy`, (c, w, h, b), computed once per call as above, a vector of channels per each of a float32
-// vector's pixels, the grid rows of every sample over the threads (the AMX tiles' operands).
-void schedule_channels_innermost_rows(Halide::Func copy, const Halide::Var &c, const Halide::Var &w,
-                                      const Halide::Var &h, const Halide::Var &b, const Halide::Target &target);
-
 }  // namespace smoe

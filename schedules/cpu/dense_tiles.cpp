@@ -1,11 +1,11 @@
 // CPU schedule of the forward's dense_tiles algorithm (bfloat16 on AMX tiles; generator parameter
 // dense_tiles=true, avx512_sapphirerapids targets), and the pieces the gradients share: the AMX
-// accumulator and the scatter of dŷ.
+// accumulator, the tasks' windows of grid rows and the scatter of dŷ.
 //
-// - The input is re-laid out channels innermost once (rows_last), so that each chunk of a pixel's
-//   receptive field (one tap, a block of 32 channels) is contiguous.
-// - The output runs in strips of kPixels pixels of one grid row, the rows of every sample in
-//   parallel. Per strip the pixels' receptive fields are copied into one row each (strip), in L1;
+// - The tasks are windows of grid rows of a sample (split_into_windows). Per window the input is
+//   re-laid out channels innermost (rows_last) for its rows and the kernel's reach, so that each
+//   chunk of a pixel's receptive field (one tap, a block of 32 channels) is contiguous.
+// - The output runs in strips of kPixels pixels of one grid row. Per strip the pixels' receptive fields are copied into one row each (strip), in L1;
 //   dense_rows then holds the product's columns at the strip's pixels, [columns x kPixels] in
 //   float32, and each output channel reads its expert's row there, a vector along the strip.
 // - dense_rows is made tile by tile: an AMX tile accumulates kTileRows columns x kPixels pixels
@@ -26,12 +26,9 @@ namespace {
 void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
     constexpr int kPixels = kTileColumns;  // a strip's pixels: the result tile's columns
     const int lanes = target.natural_vector_size(Float(32));
-    Var hb("hb"), wo("wo"), wi("wi");
-    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf)
-        .reorder(wi, s.channel, wo, s.h, s.b)
-        .fuse(s.h, s.b, hb)
-        .parallel(hb)
-        .vectorize(wi);
+    Var task("task"), window_row("window_row"), wo("wo"), wi("wi");
+    s.output.split(s.w, wo, wi, kPixels, TailStrategy::GuardWithIf).reorder(wi, s.channel, wo, s.h, s.b).vectorize(wi);
+    split_into_windows(s.output, s.h, s.b, window_row, task);
 
     // The bank's pairs (590 KiB at weatherbench) in blocks of 64 pair rows over the threads: on
     // one thread they took 0.3-1.2 ms of the 9 ms forward (JIT profile, Intel Xeon).
@@ -40,22 +37,35 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
         .vectorize(s.pair, lanes, TailStrategy::GuardWithIf);
 
     Var kc("kc"), ki("ki");
-    // The strip's and the product's buffers are allocated once per grid row, not per strip (2050
-    // heap allocations per call at weatherbench otherwise).
-    s.strip.compute_at(s.output, wo).hoist_storage(s.output, hb).split(s.k, kc, ki, kTileDepth).reorder(ki, s.w, kc).vectorize(ki);
+    // The strip's and the product's buffers are allocated once per task, not per strip (2050 heap
+    // allocations per call at weatherbench otherwise).
+    s.strip.compute_at(s.output, wo).hoist_storage(s.output, task).split(s.k, kc, ki, kTileDepth).reorder(ki, s.w, kc).vectorize(ki);
 
     Var ro("ro"), ri("ri"), po("po"), pi("pi");
     s.dense_rows.compute_at(s.output, wo)
-        .hoist_storage(s.output, hb)
+        .hoist_storage(s.output, task)
         .tile(s.n, s.w, ro, po, ri, pi, kTileRows, kPixels, TailStrategy::RoundUp)
         .reorder(ri, pi, ro, po)
         .vectorize(ri)
         .vectorize(pi);
 
     schedule_amx_accumulator(s.dense, s.dense_rows, ro, s.n, s.w, kTileRows, kPixels, s.r, {s.n, s.w, s.h, s.b});
+
+    // The input channels innermost per task, for its rows and the kernel's reach (a window of
+    // weatherbench: 18 rows, 295 KiB), in L2 while the window's strips copy from it; once for the
+    // whole input it went through memory (JIT, Intel Xeon family 6 model 167: weatherbench 7.3-7.4
+    // against 7.9 ms, cifar 5.4-5.7 against 6.3-6.5).
+    s.rows_last.compute_at(s.output, task);
+    schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w,
+                                     target.natural_vector_size(s.rows_last.type()), lanes, {s.h, s.b});
 }
 
 }  // namespace
+
+void split_into_windows(Func output, const Var &h, const Var &b, const Var &window_row, const Var &task) {
+    const Var windows("windows");
+    output.split(h, windows, window_row, kWindowRows, TailStrategy::GuardWithIf).fuse(windows, b, task).parallel(task);
+}
 
 void compute_whole_tiles(Func operand, const Var &rows, const Expr &count) {
     operand.bound(rows, 0, whole_tiles(count));
@@ -106,10 +116,6 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, RowLayout layout, 
         .prefetch(scattered, slot, slot, 8, PrefetchBoundStrategy::NonFaulting);
 }
 
-// The input channels innermost, once per call, over the rows of every sample in parallel.
-void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
-    schedule_dense_tiles(s, target);
-    schedule_channels_innermost_rows(s.rows_last, s.rows_last.args()[0], s.w, s.h, s.b, target);
-}
+void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { schedule_dense_tiles(s, target); }
 
 }  // namespace smoe

@@ -36,8 +36,12 @@ void schedule_backward_weight_dense_tiles(WeightTileStages &s, const Target &tar
     // The input channel-innermost, then per pair row its two pixels' channels as two vectors
     // interleaved: dense loads and stores, where reading the input for each pair row directly made
     // every value a strided load.
-    schedule_channels_innermost_rows(s.channels_last, s.c, s.w, s.h, s.b, target);
     const int channel_lanes = target.natural_vector_size(s.channels_last.type());
+    const Var rows("rows");
+    s.channels_last.compute_root();
+    schedule_channels_innermost_copy(s.channels_last, s.c, s.w, channel_lanes, lanes, {s.h, s.b})
+        .fuse(s.h, s.b, rows)
+        .parallel(rows);
     // Row by row (the update), the samples over the threads.
     Var channel_pair("channel_pair"), parity("parity");
     s.shifted_pairs.compute_root().bound_storage(s.pair, s.pair_stride);  // one term, for Halide's AMX matcher
