@@ -199,6 +199,8 @@ void expect_forward_variants_match(at::ScalarType dtype, const std::vector<runti
         {2, 32, 5, 19, 6, 3, 3, 1, true, false},  {3, 40, 4, 17, 5, 2, 3, 1, false, true},
         {1, 64, 6, 7, 8, 4, 1, 2, true, true},    {9, 96, 3, 33, 7, 3, 5, 1, false, false},
         {8, 128, 4, 16, 12, 6, 3, 1, true, true}, {4, 12, 5, 18, 6, 3, 3, 1, true, false},
+        // 19 rows: the AMX kernels' windows of 16 grid rows and a last one of 3, with K = 5's reach.
+        {2, 24, 19, 9, 6, 3, 5, 1, true, true},
     };
     for (const std::string &variant : variants) {
         for (const LayerConfig &c : configs) {
@@ -246,6 +248,8 @@ void expect_gradient_variants_match(at::ScalarType dtype, const std::vector<runt
     const LayerConfig configs[] = {
         {2, 32, 5, 19, 6, 3, 3, 1, true, false}, {3, 40, 4, 17, 5, 2, 3, 1, false, true},
         {9, 24, 3, 33, 7, 3, 5, 2, true, true},  {8, 64, 4, 16, 12, 6, 3, 1, true, false},
+        // 19 rows: the AMX kernels' windows of 16 grid rows and a last one of 3, with K = 5's reach.
+        {2, 24, 19, 9, 6, 3, 5, 1, true, true},
     };
     BackwardOptions options;
     options.damping = 0.1;
