@@ -7,12 +7,11 @@
 //   (grid_error, in L1), then copied into the layout padded around the grid (error_pairs, in L2;
 //   schedule_scatter_onto_rows). The bank is re-laid out once, a row of the receptive field's depth
 //   per input channel (channel_rows).
-// - Per grid row, dense_rows holds the product [channels x pixels] in
-//   float32, made tile by tile: a tile of kTileRows channels x kPixels pixels accumulates over the
-//   padded depth on one AMX tile, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by
-//   32 x 16). Per strip of kPixels pixels the right operand is copied first (strip_pairs, 16
-//   pixels x 2 values of each pair row, one contiguous run of error_pairs per row), in L2 across the
-//   strip's channel tiles.
+// - Per grid row, dense_rows holds the product [channels x pixels] in float32, made tile by tile:
+//   a tile of kTileRows channels x kPixels pixels accumulates over the padded depth on one AMX
+//   tile, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by 32 x 16). Per strip of
+//   kPixels pixels the right operand is copied first (strip_pairs, 16 pixels x 2 values of each
+//   pair row, one contiguous run of error_pairs per row), in L2 across the strip's channel tiles.
 // - grad_x's rows are then dense_rows' rows: a vector of pixels per channel, no transposition
 //   (the earlier order, pixels x channels, spent a third of the kernel transposing its tiles).
 // - Channels are rounded up to whole tiles and the strip to whole pixels (the padding reads zeros):
@@ -29,8 +28,8 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
     const int value_lanes = target.natural_vector_size(BFloat(16));
     const TailStrategy tail = TailStrategy::GuardWithIf;
     Var window_row("window_row"), task("task");
-    s.channel_rows.compute_root().parallel(s.c)
-        .vectorize(s.channel_rows.args()[0], value_lanes, tail);
+    s.channel_rows.compute_root().parallel(s.c).vectorize(s.channel_rows.args()[0], value_lanes, tail);
+    compute_whole_tiles(s.channel_rows, s.c, s.channels);
 
     s.output.reorder(s.w, s.c, s.h, s.b).vectorize(s.w, lanes, tail);
     split_into_windows(s.output, s.h, s.b, window_row, task);
@@ -61,7 +60,6 @@ void schedule_backward_data_dense_tiles(DataGradientTileStages &s, const Target 
         .vectorize(parity)
         .vectorize(pixel);
 
-    compute_whole_tiles(s.channel_rows, s.c, s.channels);
     schedule_amx_accumulator(s.dense, s.dense_rows, ct, s.w, s.c, kPixels, kTileRows, s.r, {s.w, s.c, s.h, s.b});
 }
 

@@ -5,9 +5,10 @@
 // - The tasks are windows of grid rows of a sample (split_into_windows). Per window the input is
 //   re-laid out channels innermost (rows_last) for its rows and the kernel's reach, so that each
 //   chunk of a pixel's receptive field (one tap, a block of 32 channels) is contiguous.
-// - The output runs in strips of kPixels pixels of one grid row. Per strip the pixels' receptive fields are copied into one row each (strip), in L1;
-//   dense_rows then holds the product's columns at the strip's pixels, [columns x kPixels] in
-//   float32, and each output channel reads its expert's row there, a vector along the strip.
+// - The output runs in strips of kPixels pixels of one grid row. Per strip the pixels' receptive
+//   fields are copied into one row each (strip), in L1; dense_rows then holds the product's
+//   columns at the strip's pixels, [columns x kPixels] in float32, and each output channel reads
+//   its expert's row there, a vector along the strip.
 // - dense_rows is made tile by tile: an AMX tile accumulates kTileRows columns x kPixels pixels
 //   over the padded depth, kTileDepth bfloat16 values per step (one tdpbf16ps of 16 x 32 by 32 x 16).
 //   The columns are rounded up to whole tiles (the padded bank columns are zero), so that every
@@ -21,9 +22,7 @@ namespace smoe {
 
 using namespace Halide;
 
-namespace {
-
-void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
+void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
     constexpr int kPixels = kTileColumns;  // a strip's pixels: the result tile's columns
     const int lanes = target.natural_vector_size(Float(32));
     Var task("task"), window_row("window_row"), wo("wo"), wi("wi");
@@ -39,7 +38,11 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
     Var kc("kc"), ki("ki");
     // The strip's and the product's buffers are allocated once per task, not per strip (2050 heap
     // allocations per call at weatherbench otherwise).
-    s.strip.compute_at(s.output, wo).hoist_storage(s.output, task).split(s.k, kc, ki, kTileDepth).reorder(ki, s.w, kc).vectorize(ki);
+    s.strip.compute_at(s.output, wo)
+        .hoist_storage(s.output, task)
+        .split(s.k, kc, ki, kTileDepth)
+        .reorder(ki, s.w, kc)
+        .vectorize(ki);
 
     Var ro("ro"), ri("ri"), po("po"), pi("pi");
     s.dense_rows.compute_at(s.output, wo)
@@ -59,8 +62,6 @@ void schedule_dense_tiles(DenseTileStages &s, const Target &target) {
     schedule_channels_innermost_copy(s.rows_last, s.rows_last.args()[0], s.w,
                                      target.natural_vector_size(s.rows_last.type()), lanes, {s.h, s.b});
 }
-
-}  // namespace
 
 void split_into_windows(Func output, const Var &h, const Var &b, const Var &window_row, const Var &task) {
     const Var windows("windows");
@@ -115,7 +116,5 @@ void schedule_scatter_onto_rows(Func padded, Func grid_error, RowLayout layout, 
         .vectorize(w, lanes, tail)
         .prefetch(scattered, slot, slot, 8, PrefetchBoundStrategy::NonFaulting);
 }
-
-void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) { schedule_dense_tiles(s, target); }
 
 }  // namespace smoe
