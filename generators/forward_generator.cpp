@@ -252,7 +252,8 @@ private:
         if (weighted) gate = widen((*values)(w, h, jf / F), Float(32));
         (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
 
-        DenseTileStages stages{channels_last, strip, bank_pairs, dense, dense_rows, *y, w, h, jf, b, n, k, pair, r.x, rows};
+        DenseTileStages stages{channels_last, strip, bank_pairs, dense, dense_rows, *y, w, h, jf, b, n, k, pair, r.x,
+                               pairs_row_stride(rows)};
         schedule_forward_dense_tiles(stages, get_target());
     }
 };

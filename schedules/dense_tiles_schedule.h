@@ -19,7 +19,7 @@ struct DenseTileStages {
     Halide::Func output;      // (w, h, channel, b)
     Halide::Var w, h, channel, b, n, k, pair;
     Halide::RVar r;           // over the padded depth of the receptive field
-    Halide::Expr rows;        // NE·F: the bank's columns
+    Halide::Expr pair_stride; // bank_pairs' row stride: one term, for Halide's AMX matcher
 };
 
 // The Funcs of the data gradient's dense_tiles algorithm (generators/backward_data_generator.cpp).

@@ -33,7 +33,7 @@ void schedule_forward_dense_tiles(DenseTileStages &s, const Target &target) {
     // The bank's pairs (590 KiB at weatherbench) in blocks of 64 pair rows over the threads: on
     // one thread they took 0.3-1.2 ms of the 9 ms forward (JIT profile, Intel Xeon).
     s.bank_pairs.compute_root()
-        .bound_storage(s.pair, pairs_row_stride(s.rows))
+        .bound_storage(s.pair, s.pair_stride)
         .parallel(s.bank_pairs.args()[1], 64, TailStrategy::GuardWithIf)
         .vectorize(s.pair, lanes, TailStrategy::GuardWithIf);
 
