@@ -109,6 +109,9 @@ const std::vector<KnobSpec> &quantile_formulation_knobs() {
     static const std::vector<KnobSpec> knobs = {
         {"skip_from", {1, 2}, 2, "first radix pass that counts only the blocks of keys holding one in the bucket"},
         {"skip_block", {16, 32, 64}, 32, "keys per tested block"},
+        {"first_digit_bits", {11, 12, 13, 14}, 0,
+         "bits of the first radix pass's digit, which decides how many keys the later passes count (0: 13 on CPUs, "
+         "11 on GPUs, whose histogram sits in shared memory)"},
     };
     return knobs;
 }
