@@ -96,8 +96,9 @@ void schedule_backward_weight_cpu(BackwardWeightStages &s, const Knobs &knobs, c
             .unroll(s.c, channel_vectors, TailStrategy::GuardWithIf);
     }
 
-    // dŷ once per (slot, pixel) for the whole batch, not once per channel chunk and tap.
-    s.gated.compute_at(s.partial, s.p.x);
+    // dŷ once per (slot, pixel) for the whole batch, not once per channel chunk and tap; its
+    // storage (the batch, a run-time size, so on the heap) once per band, not per pixel and slot.
+    s.gated.compute_at(s.partial, s.p.x).hoist_storage(s.partial, s.band);
 
     // Channel-innermost copy of the band's input rows (plus the halo).
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
