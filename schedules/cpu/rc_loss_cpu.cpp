@@ -38,7 +38,8 @@ void schedule_rc_loss_cpu(RCLossStages &s, const Knobs &knobs, const Target &tar
         s.slot_count.compute_at(s.grad_routing, s.h).vectorize(s.w, lanes, tail);
         const RVar sample = s.slot_count.rvars(0)[0];
         s.slot_count.update().reorder(s.w, sample, s.j).vectorize(s.w, lanes, tail);
-        s.correct.compute_at(s.slot_count, s.j).vectorize(s.w, lanes, tail);
+        // Its storage (the row's samples, a run-time size, so on the heap) once per row, not per slot.
+        s.correct.compute_at(s.slot_count, s.j).hoist_storage(s.grad_routing, s.h).vectorize(s.w, lanes, tail);
         s.correct.update().vectorize(s.w, lanes, tail);
         s.row_sum.compute_root();
         s.term.compute_at(s.grad_routing, s.h).vectorize(s.w, lanes, tail);
