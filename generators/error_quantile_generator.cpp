@@ -56,11 +56,13 @@ public:
     void generate() {
         const Knobs chosen_knobs("error_quantile", knobs, knobs_target, get_target());
         // Formulation knobs: from which radix pass on, and in blocks of how many keys, keys are
-        // tested together before they are counted.
+        // tested together before they are counted; the first digit's width (GPUs keep digit_bits:
+        // their histogram sits in shared memory).
         const int skip_from = chosen_knobs["skip_from"], skip_block = chosen_knobs["skip_block"];
-        const int first_digit_bits = chosen_knobs["first_digit_bits"] > 0      ? chosen_knobs["first_digit_bits"]
-                                     : get_target().has_gpu_feature() ? (int)digit_bits
-                                                                      : 13;
+        constexpr int kCpuFirstDigitBits = 13;
+        const int first_digit_bits = chosen_knobs["first_digit_bits"] > 0 ? chosen_knobs["first_digit_bits"]
+                                     : get_target().has_gpu_feature()     ? (int)digit_bits
+                                                                          : kCpuFirstDigitBits;
         // Half-precision values widen exactly: the quantile is that of the float32 values.
         const Type value_type = compute_type_of(dtype);
         const int bits = value_type.bits();
