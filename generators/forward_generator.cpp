@@ -192,7 +192,7 @@ private:
         Func blocks("blocks");
         blocks(tx, ty) = ((position(experts - 1, tx, ty) + uses(experts - 1, tx, ty)) * F + R - 1) / R;
 
-        // Rows past the union's end (in its last block) compute member 0's, never read.
+        // Rows past the union's end (in its last block) compute member 0's rows.
         Expr u = block * R + ui;
         Expr union_row = clamp(members(min(u / F, experts - 1), tx, ty), 0, experts - 1) * F + u % F;
         RDom r(0, K, 0, K, 0, channels, "r");
@@ -201,23 +201,24 @@ private:
         block_response(wi, hi, ui, block, tx, ty, b) +=
             bank(r.x, r.y, r.z, union_row) * input(tx * TW + wi + r.x - pad, ty * TH + hi + r.y - pad, r.z, b);
 
-        // Indexed by union row, so that the output's read needs no division by the block's rows.
+        // Indexed by bank row, so that the output reads its expert's row without looking up the
+        // expert's place in the union. A last block's rows past the union's end write member 0's row
+        // again with the same sums, or a row no pixel of the tile reads.
         RDom filled(0, R, 0, (experts * F + R - 1) / R, "filled");
         filled.where(filled.y < blocks(tx, ty));
-        Var urow("urow");
+        Var bank_row("bank_row");
         Func union_response("union_response");
-        union_response(wi, hi, urow, tx, ty, b) = undef(t);
-        union_response(wi, hi, filled.y * R + filled.x, tx, ty, b) =
+        union_response(wi, hi, bank_row, tx, ty, b) = undef(t);
+        union_response(wi, hi, substitute({{block.name(), filled.y}, {ui.name(), filled.x}}, union_row), tx, ty, b) =
             block_response(wi, hi, filled.x, filled.y, tx, ty, b);
 
-        Expr expert = clamp((*indices)(w, h, jf / F), 0, experts - 1);
-        Expr row = clamp(position(expert, w / TW, h / TH), 0, experts - 1) * F + jf % F;
+        Expr row = clamp((*indices)(w, h, jf / F), 0, experts - 1) * F + jf % F;
         Expr response = union_response(w % TW, h % TH, row, w / TW, h / TH, b);
         Expr gate = weighted ? widen((*values)(w, h, jf / F), t) : cast(t, 1);
         (*y)(w, h, jf, b) = narrow(weighted ? response * gate : response, dtype);
 
         UnionTileStages stages{input, bank, uses, position, members, blocks, block_response, union_response, *y,
-                               w, h, jf, b, wi, hi, tx, ty, e, filled.x, filled.y, r, TW, TH, R};
+                               w, h, jf, b, wi, hi, tx, ty, e, filled.x, filled.y, r, F, TW, TH, R};
         if (!using_autoscheduler()) schedule_forward_union_tiles(stages, get_target());
     }
 

@@ -29,11 +29,12 @@ struct UnionTileStages {
     Halide::Func members;         // the union's experts in order, (i, tx, ty)
     Halide::Func blocks;          // blocks of rows the union fills, (tx, ty)
     Halide::Func block_response;  // one block's rows at a tile's pixels, (wi, hi, ui, block, tx, ty, b)
-    Halide::Func union_response;  // the filled blocks' rows, (wi, hi, row, tx, ty, b); updated over `filled`
+    Halide::Func union_response;  // the filled blocks' rows, (wi, hi, bank row, tx, ty, b); updated over `filled`
     Halide::Func output;          // y, (w, h, jf, b)
     Halide::Var w, h, jf, b, wi, hi, tx, ty, e;
     Halide::RVar filled_row, filled;  // union_response's update: a block's row, the blocks (guarded by `blocks`)
     Halide::RDom r;               // (kw, kh, c)
+    Halide::Expr out_per_expert;  // F
     int tile_width, tile_height, block_rows;
 };
 

@@ -12,7 +12,9 @@
 //   (block_rows · C·K·K weights) stay in L1 while it sweeps the tile's pixels and samples.
 // - Only the blocks the union fills are computed: the guard sits on the block loop, outside the
 //   register tile.
-// - The output reads each pixel's rows from the tile's responses (a gather along the grid row).
+// - The output reads each pixel's rows from the tile's responses, indexed by bank row: one per-lane
+//   gather per output vector (LLVM scalarises it on x86). Every slot of a vector of pixels before
+//   the next vector, so that the lines the gathers touch (one per union row) stay in L1.
 // - The input, zero-padded, is materialised once per call, so that the hot loop loads it without
 //   bounds checks.
 #include "forward_schedule.h"
@@ -33,14 +35,17 @@ void schedule_forward_union_tiles(UnionTileStages &s, const Target &target) {
     const int vectors = std::max(1, std::min(s.tile_width / lanes, pixel_vectors));
     const int rows = std::max(1, std::min(s.tile_height, pixel_vectors / vectors));
 
-    Var wo("wo"), ho("ho"), wt("wt"), ht("ht"), task("task");
+    Var wo("wo"), ho("ho"), wt("wt"), ht("ht"), vector("vector"), lane("lane"), task("task");
     Func out = s.output;
     out.split(s.w, wo, wt, s.tile_width, TailStrategy::GuardWithIf)
         .split(s.h, ho, ht, s.tile_height, TailStrategy::GuardWithIf)
-        .reorder(wt, ht, s.jf, wo, ho, s.b)
+        .split(wt, vector, lane, lanes, TailStrategy::GuardWithIf)
+        .reorder(lane, s.jf, vector, ht, wo, ho, s.b)
         .fuse(ho, s.b, task)
         .parallel(task)
-        .vectorize(wt, lanes, TailStrategy::GuardWithIf);
+        .vectorize(lane);
+    // One output row per expert (F = 1): no divisions by F in the output's loop over slots.
+    out.specialize(s.out_per_expert == 1);
 
     // The tiles' unions, once per call, a row of tiles per task.
     for (Func f : {s.uses, s.position, s.members, s.blocks}) f.compute_root().parallel(s.ty);
