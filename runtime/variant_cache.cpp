@@ -84,6 +84,16 @@ void append_choice(const std::string &path, const std::string &line) {
 
 }  // namespace
 
+std::vector<bool> candidates_worth_timing(const std::vector<double> &warmup_seconds) {
+    std::vector<bool> worth(warmup_seconds.size(), true);
+    if (warmup_seconds.empty()) return worth;
+    const double fastest = *std::min_element(warmup_seconds.begin(), warmup_seconds.end());
+    for (size_t i = 0; i < warmup_seconds.size(); ++i) {
+        worth[i] = warmup_seconds[i] <= kHopelessRatio * fastest || warmup_seconds[i] <= kHopelessSeconds;
+    }
+    return worth;
+}
+
 int choose_by_measurement(const std::string &key, const std::vector<std::string> &names,
                           const std::function<int(int)> &run) {
     static std::mutex mutex;
@@ -98,25 +108,34 @@ int choose_by_measurement(const std::string &key, const std::vector<std::string>
         auto it = std::find(names.begin(), names.end(), found->second);
         if (it != names.end()) return static_cast<int>(it - names.begin());
     }
-    // A warm-up of each, then 5 rounds that run the candidates in turn (so that the machine's
-    // drifts hit them alike); the median of each one's rounds decides.
+    // A warm-up of each, then 5 rounds that run the candidates still in the race in turn (so that
+    // the machine's drifts hit them alike); the median of each one's rounds decides.
     const int n = static_cast<int>(names.size());
-    std::vector<std::vector<double>> seconds(n);
+    auto timed = [&](int i, double &seconds) {
+        const auto start = std::chrono::steady_clock::now();
+        const int status = run(i);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        return status;
+    };
+    std::vector<double> warmup(n);
     for (int i = 0; i < n; ++i) {
-        if (run(i) != 0) return 0;  // the caller's own call reports the error
+        if (timed(i, warmup[i]) != 0) return 0;  // the caller's own call reports the error
     }
+    const std::vector<bool> worth = candidates_worth_timing(warmup);
+    std::vector<std::vector<double>> seconds(n);
     for (int round = 0; round < 5; ++round) {
         for (int i = 0; i < n; ++i) {
-            const auto start = std::chrono::steady_clock::now();
-            if (run(i) != 0) return 0;
-            seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            if (!worth[i]) continue;
+            seconds[i].emplace_back();
+            if (timed(i, seconds[i].back()) != 0) return 0;
         }
     }
-    int best = 0;
+    int best = -1;
     double best_seconds = 0;
     for (int i = 0; i < n; ++i) {
+        if (!worth[i]) continue;
         std::sort(seconds[i].begin(), seconds[i].end());
-        if (i == 0 || seconds[i][2] < best_seconds) {
+        if (best < 0 || seconds[i][2] < best_seconds) {
             best = i;
             best_seconds = seconds[i][2];
         }

@@ -37,4 +37,13 @@ const std::optional<std::string> &kernel_cache_path();
 int choose_by_measurement(const std::string &key, const std::vector<std::string> &names,
                           const std::function<int(int)> &run);
 
+// Which candidates the measurement times after each one's warm-up call (`warmup_seconds`): all but
+// those that took over kHopelessRatio times the fastest warm-up and over kHopelessSeconds. A
+// formulation at a shape it does not suit can be several times slower than the others (the channel
+// dots at one input channel: 380 against 58 ms for the regular forward), and five more calls of it
+// cost seconds; drifts between calls on these machines stay well under 4x, and calls this short
+// are cheap to time however slow.
+constexpr double kHopelessRatio = 4.0, kHopelessSeconds = 0.01;
+std::vector<bool> candidates_worth_timing(const std::vector<double> &warmup_seconds);
+
 }  // namespace smoe::runtime

@@ -203,5 +203,18 @@ TEST(KernelChoiceApi, MeasuredChoicesAreFiledOnce) {
     EXPECT_TRUE(runtime::cpu_runs_target(runtime::kernel_cpu_target().c_str())) << runtime::kernel_cpu_target();
 }
 
+// The measurement times further only the candidates whose warm-up call was within 4x of the
+// fastest one's, or short anyway; the fastest is always among them.
+TEST(KernelChoiceApi, HopelessCandidatesAreNotTimedFurther) {
+    using runtime::candidates_worth_timing;
+    // The heat demo's forward at 2,000 samples and one channel: regular, union tiles, channel dots.
+    EXPECT_EQ(candidates_worth_timing({0.058, 0.034, 0.386, 0.379}), (std::vector<bool>{true, true, false, false}));
+    EXPECT_EQ(candidates_worth_timing({0.4, 0.1, 0.41}), (std::vector<bool>{true, true, false}));
+    // Calls of 10 ms or less are timed however slow against the others.
+    EXPECT_EQ(candidates_worth_timing({0.0001, 0.009, 0.011}), (std::vector<bool>{true, true, false}));
+    EXPECT_EQ(candidates_worth_timing({0.5}), std::vector<bool>{true});
+    EXPECT_TRUE(candidates_worth_timing({}).empty());
+}
+
 }  // namespace
 }  // namespace smoe
