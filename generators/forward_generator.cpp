@@ -193,13 +193,15 @@ private:
         blocks(tx, ty) = ((position(experts - 1, tx, ty) + uses(experts - 1, tx, ty)) * F + R - 1) / R;
 
         // Rows past the union's end (in its last block) compute member 0's rows.
-        Expr u = block * R + ui;
-        Expr union_row = clamp(members(min(u / F, experts - 1), tx, ty), 0, experts - 1) * F + u % F;
+        auto union_row = [&](const Expr &block_index, const Expr &row_in_block) {
+            Expr u = block_index * R + row_in_block;
+            return clamp(members(min(u / F, experts - 1), tx, ty), 0, experts - 1) * F + u % F;
+        };
         RDom r(0, K, 0, K, 0, channels, "r");
         Func block_response("block_response");
         block_response(wi, hi, ui, block, tx, ty, b) = cast(t, 0);
         block_response(wi, hi, ui, block, tx, ty, b) +=
-            bank(r.x, r.y, r.z, union_row) * input(tx * TW + wi + r.x - pad, ty * TH + hi + r.y - pad, r.z, b);
+            bank(r.x, r.y, r.z, union_row(block, ui)) * input(tx * TW + wi + r.x - pad, ty * TH + hi + r.y - pad, r.z, b);
 
         // Indexed by bank row, so that the output reads its expert's row without looking up the
         // expert's place in the union. A last block's rows past the union's end write member 0's row
@@ -209,7 +211,7 @@ private:
         Var bank_row("bank_row");
         Func union_response("union_response");
         union_response(wi, hi, bank_row, tx, ty, b) = undef(t);
-        union_response(wi, hi, substitute({{block.name(), filled.y}, {ui.name(), filled.x}}, union_row), tx, ty, b) =
+        union_response(wi, hi, union_row(filled.y, filled.x), tx, ty, b) =
             block_response(wi, hi, filled.x, filled.y, tx, ty, b);
 
         Expr row = clamp((*indices)(w, h, jf / F), 0, experts - 1) * F + jf % F;
