@@ -7,9 +7,10 @@
 // of their bits, so NaN ranks above everything (as torch.topk does) and -0 equals +0.
 //
 // With `select_first` (CPU, for many experts) the ranks are counted among the selected experts
-// only: first each pixel's E-th best key, found bit by bit from the top (a count of the keys at
-// or above each candidate), then the experts above it and, of those equal to it, the lowest
-// indices, gathered in index order; E·E comparisons instead of NE·NE, plus NE per key bit.
+// only: first each pixel's E-th best key, found bit by bit from the top (a count of the keys below
+// each candidate), then the experts above it and, of those equal to it, the lowest indices,
+// gathered in index order; E·E comparisons instead of NE·NE, plus NE per key bit. Their ranks are
+// counted for blocks of kRankBlock experts at once, so that each key read serves the block.
 #include <functional>
 #include <tuple>
 
@@ -22,6 +23,9 @@ namespace smoe {
 namespace {
 
 using namespace Halide;
+
+// List positions whose ranks among the selected are counted together (select_first).
+constexpr int kRankBlock = 4;
 
 class RouteTopK : public Generator<RouteTopK> {
 public:
@@ -101,72 +105,100 @@ private:
         return {rank, below, above};
     }
 
-    // select_first: the E best experts of each pixel, then their ranks among themselves.
-    void generate_selection(Func signed_key, int bits) {
+    // select_first: the E best experts of each pixel, then their ranks among themselves. Every
+    // comparison is of signed keys: AVX2 has no unsigned vector compare, and "a > b" is one
+    // instruction that takes b from memory.
+    void generate_selection(Func key, int bits) {
         if (get_target().has_gpu_feature()) {
             throw CompileError("smoe_route_topk: select_first=true is scheduled for CPUs only");
         }
-        Var w("w"), h("h"), e("e"), i("i"), j("j"), b("b");
+        Var w("w"), h("h"), e("e"), i("i"), j("j"), b("b"), r("r"), block("block");
         Expr experts = routing->dim(2).extent();
         Expr selected = indices->dim(2).extent();
-        const Type key_type = UInt(bits);
-        // The keys as unsigned integers in the same order (the sign bit flipped; flipped back below).
-        const Expr sign_bit = cast(key_type, 1) << (bits - 1);
-        Func key("ukey");
-        key(w, h, e, b) = reinterpret(key_type, signed_key(w, h, e, b)) ^ sign_bit;
+        // The threshold is built bit by bit on the unsigned form of the keys (the same order with
+        // the sign bit flipped) and compared in the signed form.
+        const Type bits_type = UInt(bits);
+        const Expr sign_bit = cast(bits_type, 1) << (bits - 1);
+        auto as_signed = [&](const Expr &u) { return reinterpret(Int(bits), u ^ sign_bit); };
 
         // The E-th best key: the largest T with at least E keys >= T, one bit at a time from the top.
+        // The keys >= a candidate are NE less those below it.
         RouteSelectStages stages;
         Func threshold("threshold_0");
-        threshold(w, h, b) = cast(key_type, 0);
+        threshold(w, h, b) = cast(bits_type, 0);
         for (int bit = bits - 1; bit >= 0; --bit) {
             const std::string step = std::to_string(bits - bit);
-            Expr candidate = threshold(w, h, b) | (cast(key_type, 1) << bit);
+            Expr candidate = threshold(w, h, b) | (cast(bits_type, 1) << bit);
             RDom over(0, experts, "over_" + step);
-            Func at_least("at_least_" + step);
-            at_least(w, h, b) = 0;
-            at_least(w, h, b) += select(key(w, h, over, b) >= candidate, 1, 0);
+            Func below("below_" + step);
+            below(w, h, b) = 0;
+            below(w, h, b) += select(as_signed(candidate) > key(w, h, over, b), 1, 0);
             Func next("threshold_" + step);
-            next(w, h, b) = select(at_least(w, h, b) >= selected, candidate, threshold(w, h, b));
-            stages.counts.push_back(at_least);
+            next(w, h, b) = select(experts - below(w, h, b) >= selected, candidate, threshold(w, h, b));
+            stages.counts.push_back(below);
             stages.thresholds.push_back(next);
             stages.count_domains.push_back(over);
             threshold = next;
         }
+        Expr signed_threshold = as_signed(threshold(w, h, b));
         RDom over(0, experts, "over_greater");
         Func greater("greater");
         greater(w, h, b) = 0;
-        greater(w, h, b) += select(key(w, h, over, b) > threshold(w, h, b), 1, 0);
+        greater(w, h, b) += select(key(w, h, over, b) > signed_threshold, 1, 0);
         // An expert is selected when above the threshold, or equal to it and among the first
         // (E - greater) such experts by index.
         auto is_selected = [&](const Expr &k, const Expr &equal_before) {
-            return k > threshold(w, h, b) || (k == threshold(w, h, b) && equal_before < selected - greater(w, h, b));
+            return k > signed_threshold || (k == signed_threshold && equal_before < selected - greater(w, h, b));
         };
-        // Before each expert: how many equal to the threshold, how many selected (a running count).
+        // Before each expert: how many keys equal to the threshold and how many above it (two
+        // running counts, independent chains). The selected before it are those above and the
+        // first (E - greater) of those equal.
         RDom later(1, max(experts - 1, 0), "later");
         Func before("before");
         before(w, h, e, b) = Tuple(0, 0);
         Expr previous = key(w, h, later - 1, b);
-        Expr equal_before = before(w, h, later - 1, b)[0], selected_before = before(w, h, later - 1, b)[1];
-        before(w, h, later, b) = Tuple(equal_before + select(previous == threshold(w, h, b), 1, 0),
-                                       selected_before + select(is_selected(previous, equal_before), 1, 0));
-        // The selected experts' keys (signed again: ranks compare signed) and indices in index order; the
-        // others land in a spare entry E.
+        before(w, h, later, b) = Tuple(before(w, h, later - 1, b)[0] + select(previous == signed_threshold, 1, 0),
+                                       before(w, h, later - 1, b)[1] + select(previous > signed_threshold, 1, 0));
+        // The selected experts in index order; the others land in a spare entry E. Their keys are
+        // read back by index: a scatter of the keys as well would store a value per expert and
+        // pixel, the read one per selected expert.
         RDom gather(0, experts, "gather");
-        Expr gathered_key = key(w, h, gather, b);
-        Expr chosen = is_selected(gathered_key, before(w, h, gather, b)[0]);
+        Expr equal_before = before(w, h, gather, b)[0], above_before = before(w, h, gather, b)[1];
+        Expr chosen = is_selected(key(w, h, gather, b), equal_before);
+        Expr position = above_before + min(equal_before, selected - greater(w, h, b));
         Func chosen_list("chosen_list");
-        Expr signed_gathered = reinterpret(Int(bits), gathered_key ^ sign_bit);
-        chosen_list(w, h, i, b) = Tuple(cast(Int(bits), 0), 0);
-        chosen_list(w, h, select(chosen, clamp(before(w, h, gather, b)[1], 0, selected - 1), selected), b) =
-            Tuple(signed_gathered, gather);
-        // Ranks among them (index order = list order, so the tie-break is the list position).
-        auto [rank, below, above] =
-            count_ranks([&](const Expr &o) { return chosen_list(w, h, o, b)[0]; }, w, h, i, b, selected);
+        chosen_list(w, h, i, b) = 0;
+        chosen_list(w, h, select(chosen, clamp(position, 0, selected - 1), selected), b) = gather;
+        Func chosen_key("chosen_key");
+        chosen_key(w, h, i, b) = key(w, h, clamp(chosen_list(w, h, i, b), 0, experts - 1), b);
+
+        // Ranks among them, for a block of kRankBlock list positions p at once: rank(p) =
+        // #{o : key(o) > key(p), or key(o) == key(p) and o < p} (index order = list order, so the
+        // tie-break is the list position). Every position before the block beats p unless
+        // key(p) > key(o); after the block, o beats p when key(o) > key(p). A last block's
+        // positions past E rank junk and are never scattered.
+        auto list_key = [&](const Expr &o) { return chosen_key(w, h, o, b); };
+        Expr first = block * kRankBlock;
+        Expr key_p = list_key(first + r);
+        Func block_rank("block_rank");
+        block_rank(w, h, r, block, b) = first;
+        RDom earlier(0, selected, "earlier");
+        earlier.where(earlier < first);
+        block_rank(w, h, r, block, b) -= select(key_p > list_key(earlier), 1, 0);
+        RDom after(0, selected, "after");
+        after.where(after >= first + kRankBlock);
+        block_rank(w, h, r, block, b) += select(list_key(after) > key_p, 1, 0);
+        RDom inside(0, kRankBlock, "inside");
+        inside.where(first + inside < selected);
+        Expr key_o = list_key(first + inside);
+        block_rank(w, h, r, block, b) +=
+            select(inside < r, select(key_o >= key_p, 1, 0), inside > r, select(key_o > key_p, 1, 0), 0);
+
         RDom scatter(0, selected, "scatter");
         Func slot_expert("slot_expert");
         slot_expert(w, h, j, b) = undef<int32_t>();
-        slot_expert(w, h, clamp(rank(w, h, scatter, b), 0, selected - 1), b) = chosen_list(w, h, scatter, b)[1];
+        Expr rank = block_rank(w, h, scatter % kRankBlock, scatter / kRankBlock, b);
+        slot_expert(w, h, clamp(rank, 0, selected - 1), b) = chosen_list(w, h, scatter, b);
 
         (*indices)(w, h, j, b) = slot_expert(w, h, j, b);
         (*values)(w, h, j, b) = (*routing)(w, h, clamp((*indices)(w, h, j, b), 0, experts - 1), b);
@@ -175,16 +207,20 @@ private:
         stages.greater = greater;
         stages.before = before;
         stages.chosen = chosen_list;
-        stages.rank = rank;
+        stages.chosen_key = chosen_key;
+        stages.block_rank = block_rank;
         stages.slot_expert = slot_expert;
         stages.indices = *indices;
         stages.values = *values;
         stages.w = w, stages.h = h, stages.e = e, stages.i = i, stages.j = j, stages.b = b;
+        stages.r = r, stages.block = block;
+        stages.rank_block = kRankBlock;
         stages.over_greater = over;
         stages.later = later;
         stages.gather = gather;
-        stages.below = below;
-        stages.above = above;
+        stages.earlier = earlier;
+        stages.after = after;
+        stages.inside = inside;
         stages.scatter = scatter;
         if (!using_autoscheduler()) {
             schedule_route_selection(stages, Knobs("route_topk", knobs, knobs_target, get_target()), get_target());

@@ -22,18 +22,21 @@ struct RouteTopKStages {
 
 // The Funcs of the routing generator's selection first (select_first=true, CPU).
 struct RouteSelectStages {
-    Halide::Func key;                       // unsigned order-preserving key, (w, h, e, b)
-    std::vector<Halide::Func> counts;       // per key bit from the top: keys at or above the candidate, (w, h, b)
+    Halide::Func key;                       // signed order-preserving key, (w, h, e, b)
+    std::vector<Halide::Func> counts;       // per key bit from the top: keys below the candidate, (w, h, b)
     std::vector<Halide::Func> thresholds;   // the threshold after each bit, (w, h, b)
     std::vector<Halide::RDom> count_domains;
     Halide::Func greater;      // keys above the threshold, (w, h, b)
-    Halide::Func before;       // (w, h, e, b): keys equal to the threshold and experts selected before e
-    Halide::Func chosen;       // (w, h, i, b): the i-th selected expert's key and index; entry E is spare
-    Halide::Func rank;         // (w, h, i, b): its rank among them; updates count below and above i
+    Halide::Func before;       // (w, h, e, b): keys equal to the threshold and above it before e
+    Halide::Func chosen;       // (w, h, i, b): the i-th selected expert; entry E is spare
+    Halide::Func chosen_key;   // (w, h, i, b): its key
+    Halide::Func block_rank;   // (w, h, r, block, b): the rank of list position block·rank_block + r
     Halide::Func slot_expert;  // (w, h, j, b): a scatter of the chosen by rank, no pure values
     Halide::Func indices, values;
-    Halide::Var w, h, e, i, j, b;
-    Halide::RDom over_greater, later, gather, below, above, scatter;
+    Halide::Var w, h, e, i, j, b, r, block;
+    int rank_block = 1;
+    // block_rank's updates: the positions before the block, after it, and inside it.
+    Halide::RDom over_greater, later, gather, earlier, after, inside, scatter;
 };
 
 void schedule_route_topk(RouteTopKStages &stages, const Knobs &knobs, const Halide::Target &target);

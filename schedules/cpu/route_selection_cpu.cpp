@@ -28,8 +28,8 @@ void schedule_route_selection(RouteSelectStages &s, const Knobs &knobs, const Ta
     };
     per_vector(s.key);
     s.key.store_in(MemoryType::Stack);
-    // Each threshold pass counts, per pixel, the keys at or above a candidate: one load, compare and
-    // add per expert, and the adds form one loop-carried chain. The experts are split among
+    // Each threshold pass counts, per pixel, the keys below a candidate: one compare (with the key
+    // from memory) and add per expert, and the adds form one loop-carried chain. The experts are split among
     // `count_chains` running counts (rfactor), independent chains summed after the pass; their
     // storage bound to one vector so that they stay in registers. Measured on AVX2 (AMD EPYC family
     // 25 model 1, JIT, route_topk alone): ens10-like 15.7-17.2 -> 13.5 ms with 4 chains (8: 13.7-14.4,
@@ -55,9 +55,18 @@ void schedule_route_selection(RouteSelectStages &s, const Knobs &knobs, const Ta
     s.before.update().reorder(s.w, s.later).vectorize(s.w, lanes, tail);
     per_vector(s.chosen);
     s.chosen.update().reorder(s.w, s.gather).vectorize(s.w, lanes, tail);
-    per_vector(s.rank);
-    s.rank.update(0).reorder(s.w, s.below, s.i).vectorize(s.w, lanes, tail);
-    s.rank.update(1).reorder(s.w, s.above, s.i).vectorize(s.w, lanes, tail);
+    per_vector(s.chosen_key);
+    // The ranks: per block of list positions one load of each other key, compared with all of the
+    // block's keys. Their counts are one vector apart at a constant stride, so that LLVM sees they
+    // do not alias and keeps them in registers (with the vector's run-time width as the stride it
+    // stored and reloaded each count at every step).
+    per_vector(s.block_rank);
+    s.block_rank.bound_storage(s.w, lanes);
+    s.block_rank.bound(s.r, 0, s.rank_block);
+    const RDom others[] = {s.earlier, s.after, s.inside};
+    for (int update = 0; update < 3; ++update) {
+        s.block_rank.update(update).reorder(s.w, s.r, others[update], s.block).vectorize(s.w, lanes, tail).unroll(s.r);
+    }
 }
 
 }  // namespace smoe
