@@ -177,20 +177,19 @@ private:
         // tie-break is the list position). Every position before the block beats p unless
         // key(p) > key(o); after the block, o beats p when key(o) > key(p). A last block's
         // positions past E rank junk and are never scattered.
-        auto list_key = [&](const Expr &o) { return chosen_key(w, h, o, b); };
         Expr first = block * kRankBlock;
-        Expr key_p = list_key(first + r);
+        Expr key_p = chosen_key(w, h, first + r, b);
         Func block_rank("block_rank");
         block_rank(w, h, r, block, b) = first;
         RDom earlier(0, selected, "earlier");
         earlier.where(earlier < first);
-        block_rank(w, h, r, block, b) -= select(key_p > list_key(earlier), 1, 0);
+        block_rank(w, h, r, block, b) -= select(key_p > chosen_key(w, h, earlier, b), 1, 0);
         RDom after(0, selected, "after");
         after.where(after >= first + kRankBlock);
-        block_rank(w, h, r, block, b) += select(list_key(after) > key_p, 1, 0);
+        block_rank(w, h, r, block, b) += select(chosen_key(w, h, after, b) > key_p, 1, 0);
         RDom inside(0, kRankBlock, "inside");
         inside.where(first + inside < selected);
-        Expr key_o = list_key(first + inside);
+        Expr key_o = chosen_key(w, h, first + inside, b);
         block_rank(w, h, r, block, b) +=
             select(inside < r, select(key_o >= key_p, 1, 0), inside > r, select(key_o > key_p, 1, 0), 0);
 

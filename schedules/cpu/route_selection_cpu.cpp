@@ -29,9 +29,9 @@ void schedule_route_selection(RouteSelectStages &s, const Knobs &knobs, const Ta
     per_vector(s.key);
     s.key.store_in(MemoryType::Stack);
     // Each threshold pass counts, per pixel, the keys below a candidate: one compare (with the key
-    // from memory) and add per expert, and the adds form one loop-carried chain. The experts are split among
-    // `count_chains` running counts (rfactor), independent chains summed after the pass; their
-    // storage bound to one vector so that they stay in registers. Measured on AVX2 (AMD EPYC family
+    // from memory) and add per expert, and the adds form one loop-carried chain. The experts are
+    // split among `count_chains` running counts (rfactor), independent chains summed after the pass;
+    // their storage bound to one vector so that they stay in registers. Measured on AVX2 (AMD EPYC family
     // 25 model 1, JIT, route_topk alone): ens10-like 15.7-17.2 -> 13.5 ms with 4 chains (8: 13.7-14.4,
     // 2: no gain), weatherbench 2.4-3.1 -> 2.1-2.3 ms.
     const int chains = knobs["count_chains"];
