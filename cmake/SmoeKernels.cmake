@@ -250,8 +250,8 @@ endfunction()
 # "+")|routings (all, shared)|shape classes it is chosen for when measurement is off (the first
 # listed for the class, none: measured only)[|a target feature it needs, e.g. avx512]. With
 # measurement on (the default) every variant of the op competes for every shape
-# (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular kernels, whose pixel
-# tiles and row vectors suit them. The variants are built for the AVX2-or-better targets of
+# (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular gradient kernels,
+# whose pixel tiles and row vectors suit them, and the forward's row vectors. The variants are built for the AVX2-or-better targets of
 # SMOE_CPU_TARGETS only (all of them when it has none), or for those with the feature: on an older
 # CPU the regular kernels serve every shape and the variants are not listed
 # (runtime/kernel_registry.cpp).
@@ -266,8 +266,15 @@ endfunction()
 # samples. On an Intel Xeon (family 6 model 207, 2 MiB L2, JIT) 1-3% faster at 8 samples and 6% at
 # 4 to 6 while the bank fits L2 (weatherbench 16.7 against 16.9 ms, NE/E = 4 9.10 against 9.41), 8%
 # slower once it does not (NE = 512: 11.8 against 10.9), so it is measured only.
+#
+# row_vectors: the forward vectorised along grid rows (schedules/cpu/forward_row_vectors.cpp), for
+# layers with few channels, which the pixel tiles serve through a batch-innermost copy of the input.
+# AVX2 (AMD EPYC family 25 model 1, JIT): heat (B32 C1 64x64 NE3 E1) 0.143 against the regular
+# kernel's 0.329 ms (0.251 with the heat class's tuned knobs), B1 0.016 against 0.039, B32 C3 NE6 E2
+# 0.610 against 1.145.
 set(SMOE_FORMULATION_VARIANTS
     "forward|union_tiles|union_tiles=true|shared|b1-3_c8+"
+    "forward|row_vectors|knobs=row_vectors:1|shared|b1-3_c1-7,b4+_c1-7"
     "forward|channel_dots|knobs=formulation:1|all|b1-3_c8+,b4+_c8+"
     "forward|pixel_tiles_16|knobs=accumulators:16|all|none|avx512"
     "forward|channel_dots_4|knobs=formulation:1+dot_batch:4|all|none|avx512"

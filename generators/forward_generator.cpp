@@ -138,10 +138,16 @@ public:
         RDom r = bf16_pairs ? RDom(0, K, 0, K, 0, channel_blocks, 0, kChannelBlock, "r")
                             : RDom(0, K, 0, K, 0, channels, "r");
         Expr c_of_r = bf16_pairs ? r.z * kChannelBlock + r.w : r.z;
+        // The weight each tap applies at each pixel: a schedule may gather it once per grid row.
+        std::vector<Var> tap_args = {kw, kh, c};
+        tap_args.insert(tap_args.end(), row_args.begin(), row_args.end());
+        Func tap_weight("tap_weight");
+        tap_weight(tap_args) = bank(kw, kh, c, expert_row(row_args));
+        std::vector<Expr> tap_of_r = {r.x, r.y, c_of_r};
+        tap_of_r.insert(tap_of_r.end(), row_args.begin(), row_args.end());
         Func response("response");
         response(w, h, jf, b) = cast(t, 0);
-        response(w, h, jf, b) += product(bank(r.x, r.y, c_of_r, expert_row(row_args)),
-                                         input(w + r.x - pad, h + r.y - pad, c_of_r, b));
+        response(w, h, jf, b) += product(tap_weight(tap_of_r), input(w + r.x - pad, h + r.y - pad, c_of_r, b));
 
         Expr gate = cast(t, 1);
         if (weighted) {
@@ -149,7 +155,7 @@ public:
         }
         (*y)(w, h, jf, b) = narrow(weighted ? response(w, h, jf, b) * gate : response(w, h, jf, b), dtype);
 
-        ForwardStages stages{input, bank, expert_row, response, *y, w, h, jf, b, r, shared_routing, bf16_pairs,
+        ForwardStages stages{input, bank, expert_row, tap_weight, response, *y, w, h, jf, b, r, shared_routing, bf16_pairs,
                              y->dim(3).extent(), y->dim(2).extent(), width};
         // Halide's autoschedulers (autotune/) schedule the pipeline themselves.
         if (!using_autoscheduler()) {

@@ -11,6 +11,7 @@ struct ForwardStages {
     Halide::Func input;       // x with zero padding outside the grid, (w, h, c, b)
     Halide::Func bank;        // the weight bank, (kw, kh, c, expert·F + f)
     Halide::Func expert_row;  // weight row of each output channel, (w, h, jf[, b])
+    Halide::Func tap_weight;  // bank(kw, kh, c, expert_row(w, h, jf[, b])), (kw, kh, c, w, h, jf[, b])
     Halide::Func response;    // ungated expert response, a reduction over r
     Halide::Func output;      // y, (w, h, jf, b)
     Halide::Var w, h, jf, b;

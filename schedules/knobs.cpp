@@ -83,6 +83,11 @@ const std::vector<KnobSpec> &forward_knobs_cpu() {
                        "1: each dot product keeps a vector of partial sums over strided input channels for the "
                        "whole reduction and sums its lanes once (for kernels that only see batches under 4)",
                        {0}});
+        all.push_back({"row_vectors", {0, 1}, 0,
+                       "shared routing: the output vectorised along grid rows, each tap's weights gathered once "
+                       "per row for every sample, the input read as NCHW lays it out (0: pixel tiles over channels "
+                       "x batch)",
+                       {0}});
         return all;
     }();
     return knobs;
