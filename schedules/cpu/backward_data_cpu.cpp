@@ -18,6 +18,7 @@
 #include "backward_data_schedule.h"
 #include "channel_axpys.h"
 #include "pixel_tiles.h"
+#include "row_vectors.h"
 
 namespace smoe {
 
@@ -27,22 +28,10 @@ namespace {
 
 void schedule_row_vectors(BackwardDataStages &s, const Knobs &knobs, int lanes) {
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    // Independent accumulator vectors along the row: the reduction's adds do not wait on each other.
-    constexpr int kRowVectors = 4;
-    const int row_tile = knobs["row_tile"];
-    Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), wv("wv"), wl("wl");
-    s.output.split(s.h, ho, hi, row_tile, tail)
-        .split(s.w, wo, wi, lanes * kRowVectors, tail)
-        .reorder(wi, wo, s.c, s.b, hi, ho)
-        .parallel(ho)
-        .vectorize(wi, lanes)
-        .unroll(wi);
-    s.gradient.compute_at(s.output, wo).vectorize(s.w, lanes).unroll(s.w);
-    s.gradient.update()
-        .split(s.w, wv, wl, lanes)
-        .reorder(wl, wv, s.r.z, s.r.x, s.r.y)
-        .vectorize(wl)
-        .unroll(wv);
+    const RowVectorLoops loops;
+    const Var &ho = loops.ho, &hi = loops.hi;
+    schedule_row_vector_sums(s.output, s.gradient, s.w, s.h, loops, {s.c, s.b, hi}, {s.r.z, s.r.x, s.r.y},
+                             knobs["row_tile"], lanes);
     // The tap weights of a task's rows, slid down them: each grid row's are gathered once.
     const std::vector<Var> t = s.tap_weight.args();  // (kw, kh, c, w, h, jf)
     s.tap_weight.store_at(s.output, ho).compute_at(s.output, hi).reorder_storage(t[3], t[0], t[1], t[2], t[5], t[4]);

@@ -14,6 +14,8 @@
 //   once per task, not per sample.
 #include "forward_row_vectors.h"
 
+#include "row_vectors.h"
+
 namespace smoe {
 
 using namespace Halide;
@@ -21,22 +23,11 @@ using namespace Halide;
 void schedule_forward_row_vectors_cpu(ForwardStages &s, const Knobs &knobs, const Target &target) {
     const int lanes = target.natural_vector_size(s.response.type());
     const TailStrategy tail = TailStrategy::GuardWithIf;
-    // Independent accumulator vectors along the row: the reduction's adds do not wait on each other.
-    constexpr int kRowVectors = 4;
-    const int row_tile = knobs["row_tile"];
-    Var ho("ho"), hi("hi"), wo("wo"), wi("wi"), wv("wv"), wl("wl");
-    s.output.split(s.h, ho, hi, row_tile, tail)
-        .split(s.w, wo, wi, lanes * kRowVectors, tail)
-        .reorder(wi, wo, s.jf, hi, s.b, ho)
-        .parallel(ho)
-        .vectorize(wi, lanes)
-        .unroll(wi);
-    s.response.compute_at(s.output, wo).vectorize(s.w, lanes).unroll(s.w);
-    s.response.update()
-        .split(s.w, wv, wl, lanes)
-        .reorder(wl, wv, s.r.z, s.r.x, s.r.y)
-        .vectorize(wl)
-        .unroll(wv);
+    const RowVectorLoops loops;
+    const Var &ho = loops.ho, &hi = loops.hi;
+    // Samples outside the rows, so that a sample's input rows slide down the task's.
+    schedule_row_vector_sums(s.output, s.response, s.w, s.h, loops, {s.jf, hi, s.b}, {s.r.z, s.r.x, s.r.y},
+                             knobs["row_tile"], lanes);
     const std::vector<Var> t = s.tap_weight.args();  // (kw, kh, c, w, h, jf)
     s.tap_weight.compute_at(s.output, ho)
         .reorder_storage(t[3], t[0], t[1], t[2], t[5], t[4])
