@@ -251,10 +251,10 @@ endfunction()
 # listed for the class, none: measured only)[|a target feature it needs, e.g. avx512]. With
 # measurement on (the default) every variant of the op competes for every shape
 # (runtime/variant_cache.h). Shapes of fewer than 8 channels keep the regular gradient kernels,
-# whose pixel tiles and row vectors suit them, and the forward's row vectors. The variants are built for the AVX2-or-better targets of
-# SMOE_CPU_TARGETS only (all of them when it has none), or for those with the feature: on an older
-# CPU the regular kernels serve every shape and the variants are not listed
-# (runtime/kernel_registry.cpp).
+# whose pixel tiles and row vectors suit them, and take the forward's row vectors. The variants are
+# built for the AVX2-or-better targets of SMOE_CPU_TARGETS only (all of them when it has none), or
+# for those with the feature: on an older CPU the regular kernels serve every shape and the variants
+# are not listed (runtime/kernel_registry.cpp).
 #
 # pixel_tiles_16: the regular forward with register tiles of 16 accumulators instead of 24 (3/4 of
 # AVX-512's registers). On an Intel Xeon (family 6 model 207) it ran 8-9% faster at 16 to 32 samples
@@ -269,9 +269,9 @@ endfunction()
 #
 # row_vectors: the forward vectorised along grid rows (schedules/cpu/forward_row_vectors.cpp), for
 # layers with few channels, which the pixel tiles serve through a batch-innermost copy of the input.
-# AVX2 (AMD EPYC family 25 model 1, JIT): heat (B32 C1 64x64 NE3 E1) 0.143 against the regular
-# kernel's 0.329 ms (0.251 with the heat class's tuned knobs), B1 0.016 against 0.039, B32 C3 NE6 E2
-# 0.610 against 1.145.
+# AVX2 (AMD EPYC family 25 model 1, JIT): heat (B32 C1 64x64 NE3 E1) 0.125 against the regular
+# kernel's 0.331 ms (0.251 with the heat class's former tuned knobs), B1 0.016 against 0.039, B32 C3
+# NE6 E2 0.610 against 1.145.
 set(SMOE_FORMULATION_VARIANTS
     "forward|union_tiles|union_tiles=true|shared|b1-3_c8+"
     "forward|row_vectors|knobs=row_vectors:1|shared|b1-3_c1-7,b4+_c1-7"
