@@ -333,13 +333,21 @@ std::vector<Info> runnable(const std::vector<Info> &listed) {
     return found;
 }
 
+// A variant's classes may start with '=': it is measured only for calls of those classes (one that
+// is hopeless elsewhere would cost a slow first call there).
+constexpr char kOnlyItsClasses = '=';
+
 bool serves_class(const FormulationVariantInfo &v, int shape_class) {
-    std::stringstream classes(v.classes);
+    std::stringstream classes(v.classes[0] == kOnlyItsClasses ? v.classes + 1 : v.classes);
     std::string name;
     while (std::getline(classes, name, ',')) {
         if (shape_class_index(name.c_str()) == shape_class) return true;
     }
     return false;
+}
+
+bool competes_in_class(const FormulationVariantInfo &v, int shape_class) {
+    return v.classes[0] != kOnlyItsClasses || serves_class(v, shape_class);
 }
 
 // The kernel of the variant named `chosen` among `variants`, or nullptr.
@@ -382,7 +390,11 @@ int measured_dispatch(void *uc, const Args &a, const std::vector<const Formulati
                       Kernel<Args> tuned, int shape_class) {
     std::vector<Kernel<Args>> kernels = {Tables<Args>::f32[Shared][Weighted]};
     std::vector<std::string> names = {"regular"};
-    add_candidates(kernels, names, formulations);
+    std::vector<const FormulationVariantInfo *> competing;
+    for (const FormulationVariantInfo *v : formulations) {
+        if (competes_in_class(*v, shape_class)) competing.push_back(v);
+    }
+    add_candidates(kernels, names, competing);
     if (tuned != nullptr) {
         for (const TunedVariantInfo &v : tuned_variants()) {
             if (reinterpret_cast<Kernel<Args>>(v.kernel) == tuned && shape_class_index(v.shape_class) == shape_class) {
