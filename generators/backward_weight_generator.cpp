@@ -49,6 +49,10 @@ public:
     GeneratorParam<int> batched_group_pixels{"batched_group_pixels", 0};
     GeneratorParam<bool> bf16_pairs{"bf16_pairs", false};  // slot sweeps summing sample pairs (bfloat16, CPU)
     GeneratorParam<bool> dense_rows{"dense_rows", false};  // every expert row over every pixel (shared routing, CPU)
+    // With dense_rows: each expert row's dŷ chosen at every pixel by comparing the routing with the
+    // row (each pixel's slots tested once per row), a pure function of the pixel that can run along
+    // the grid's rows; for layers with few experts and slots (heat), summed along the grid's rows.
+    GeneratorParam<bool> masked_rows{"masked_rows", false};
     // bfloat16 only, CPU targets with AMX tiles (avx512_sapphirerapids), shared routing: the dense
     // order on the tiles, per tap [NE·F x pixels] x [pixels x C], NE/E times the products of the
     // selected experts alone at the tiles' rate (schedules/cpu/weight_tile_sums.cpp).
@@ -104,6 +108,7 @@ public:
             sum_on_tiles(gated);
             return;
         }
+        if (masked_rows && !dense_rows) throw CompileError("smoe_backward_weight: masked_rows=true needs dense_rows=true");
         if (dense_rows) {
             if (!shared_routing || group_pixels > 0 || bf16_pairs || get_target().has_gpu_feature()) {
                 throw CompileError("smoe_backward_weight: dense_rows=true needs shared routing and a CPU target, "
@@ -288,10 +293,17 @@ private:
 
         // dŷ spread to every expert row: zero, then each slot's F channels added to its expert's rows
         // (added, so that an expert selected twice at a pixel counts twice, as in the sparse orders).
+        // Masked rows gather instead: every row tests every slot of the pixel, adding its dŷ or
+        // zero, so the sums are the same, in the same order.
         RDom rs(0, selected * F, "rs");
+        const Expr slot_row = clamp((*indices)(w, h, rs / F), 0, experts - 1) * F + rs % F;
         Func row_error("row_error");
         row_error(row, w, h, b) = cast(value_type, 0);
-        row_error(clamp((*indices)(w, h, rs / F), 0, experts - 1) * F + rs % F, w, h, b) += gated(w, h, rs, b);
+        if (masked_rows) {
+            row_error(row, w, h, b) += select(slot_row == row, gated(w, h, rs, b), cast(value_type, 0));
+        } else {
+            row_error(slot_row, w, h, b) += gated(w, h, rs, b);
+        }
         Func channels_last("channels_last");
         channels_last(c, w, h, b) = input(w, h, c, b);
 
@@ -301,10 +313,16 @@ private:
         total(kw, kh, c, row) += row_error(row, r.x, r.y, r.z) * channels_last(c, r.x + kw - pad, r.y + kh - pad, r.z);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        DenseRowStages stages{row_error, channels_last, total, *grad_weight, kw, kh, c, row, w, h, b,
-                              rs, r, x->dim(2).extent(), grad_weight->dim(3).extent()};
+        DenseRowStages stages{gated,  row_error, channels_last, total, *grad_weight, kw, kh, c, row, w, h, b,
+                              rs,     r,         x->dim(2).extent(), grad_weight->dim(3).extent(),
+                              width,  height,    batch,              K};
         if (!using_autoscheduler()) {
-            schedule_dense_rows(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
+            const Knobs choices("backward_weight", knobs, knobs_target, get_target());
+            if (masked_rows) {
+                schedule_masked_rows(stages, choices, get_target());
+            } else {
+                schedule_dense_rows(stages, choices, get_target());
+            }
         }
     }
 

@@ -46,16 +46,19 @@ struct ExpertGroupStages {
 // The dense order (generators/backward_weight_generator.cpp, dense_rows=true, shared routing):
 // every expert row over every pixel, dŷ zero where the pixel does not select the expert.
 struct DenseRowStages {
+    Halide::Func gated;          // dŷ, damped and gated, (w, h, jf, b)
     Halide::Func row_error;      // (row, w, h, b): dŷ of the row's expert at the pixel, or 0; update over the slots
     Halide::Func channels_last;  // x with zero padding, (c, w, h, b)
     Halide::Func total;          // (kw, kh, c, row); update sums over r = (w, h, b)
     Halide::Func output;         // grad_weight, (kw, kh, c, row)
     Halide::Var kw, kh, c, row, w, h, b;
     Halide::RDom slots, r;
-    // Run-time extents, for specialisations: C, NE·F.
-    Halide::Expr channels, rows;
+    // Run-time extents, for specialisations: C, NE·F, the grid, the batch, the kernel's size.
+    Halide::Expr channels, rows, width, height, batch, kernel;
 };
 void schedule_dense_rows(DenseRowStages &stages, const Knobs &knobs, const Halide::Target &target);
+// The same sums with masked_rows=true, vectorised along the grid's rows (schedules/cpu/masked_rows.cpp).
+void schedule_masked_rows(DenseRowStages &stages, const Knobs &knobs, const Halide::Target &target);
 
 // The slot sweeps (generators/backward_weight_generator.cpp, shared routing, knob formulation=2):
 // pixel-major in blocks of samples.

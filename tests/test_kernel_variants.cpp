@@ -39,7 +39,7 @@ std::vector<std::string> choices() {
 // The suite's float32 shapes plus wide layers where the formulations' full tiles and pixel
 // vectors run (with tails in every dimension), whole blocks of 64 channels (the slot sweeps'
 // own code, with a batch that is not a whole number of sample blocks, and F = 2), and rows of
-// several expert groups at small and large batches.
+// several expert groups at small and large batches, and the masked rows' tiles.
 std::vector<LayerConfig> float_configs() {
     std::vector<LayerConfig> configs;
     for (const LayerConfig &c : testing::layer_configs(12)) {
@@ -60,7 +60,11 @@ std::vector<LayerConfig> float_configs() {
                                  LayerConfig{2, 9, 3, 401, 12, 4, 3, 2, true, true},
                                  // Batches of 8 or more take groups of 32 pixels, samples innermost:
                                  // two whole groups and a partial one, K = 5.
-                                 LayerConfig{8, 16, 3, 70, 8, 4, 5, 2, true, true}}) {
+                                 LayerConfig{8, 16, 3, 70, 8, 4, 5, 2, true, true},
+                                 // The masked rows' register tiles: two tiles of 3 expert rows, whole
+                                 // vectors along the grid's rows, a whole block of 4 samples and a
+                                 // partial one.
+                                 LayerConfig{6, 2, 5, 24, 6, 2, 3, 1, true, true}}) {
         configs.push_back(c);
     }
     return configs;

@@ -26,7 +26,10 @@ void schedule_bands_in_lanes(BackwardWeightStages &s, int lanes) {
         .fuse(s.kw, s.kh, tap)
         .parallel(tap)
         .vectorize(s.band, lanes, tail);
-    s.contribution.compute_at(s.partial, s.p.y).reorder_storage(s.h, s.kw, s.kh, s.c, s.w, s.jf);
+    // One column's contributions, in one buffer per task (not allocated per column).
+    s.contribution.compute_at(s.partial, s.p.y)
+        .hoist_storage(s.partial, tap)
+        .reorder_storage(s.h, s.kw, s.kh, s.c, s.w, s.jf);
     s.contribution.reorder(s.h, s.kw, s.kh, s.c, s.w, s.jf).vectorize(s.h, lanes, tail);
     s.contribution.update().reorder(s.h, s.rb, s.kw, s.kh, s.c, s.w, s.jf).vectorize(s.h, lanes, tail);
     const std::vector<Var> in = s.input.args();  // (w, h, c, b)
