@@ -283,8 +283,8 @@ endfunction()
 # pairs, so it is measured for those classes only: at B8 C4 32x64 NE256 E64 it took 58.6 against
 # the regular kernel's 16.2 ms. AVX2 (AMD EPYC family 25 model 1, JIT, ms): heat 0.146 against the
 # band lanes' 0.28-0.50 (the heat class's tuned knobs) and the regular kernel's 0.62; heat at B1 0.017
-# against 0.079 and 0.111; B32 C3 NE6 E2 0.638 against 1.77 and 2.56; B8 C4 32x32 NE8 E4 0.264
-# against 0.583 and 0.544.
+# against 0.079 and 0.111; B32 C3 NE6 E2 0.638 against 1.77 and 2.56; B8 C4 32x32 NE8 E4 0.109
+# (tiles of 4 expert rows) against 0.583 and 0.544.
 set(SMOE_FORMULATION_VARIANTS
     "forward|union_tiles|union_tiles=true|shared|b1-3_c8+"
     "forward|row_vectors|knobs=row_vectors:1|shared|=b1-3_c1-7,b4+_c1-7"

@@ -22,8 +22,9 @@ namespace {
 
 // Samples per task: 8 tasks at heat's batch of 32 keep two threads evenly busy.
 constexpr int kBlockSamples = 4;
-// Expert rows per register tile: with K = 3, 9 accumulators of AVX2's 16 registers.
-constexpr int kTileRows = 3;
+// Expert rows per register tile, the first that divides NE·F: with K = 3, 9, 12 or 6 accumulators
+// of AVX2's 16 registers, K + rows loads per step.
+constexpr int kTileRows[] = {3, 4, 2};
 
 }  // namespace
 
@@ -50,18 +51,23 @@ void schedule_masked_rows(DenseRowStages &s, const Knobs &knobs, const Target &t
     // per kh, the lanes' sums of the kernel's columns in registers over the block's grid.
     Var rows_outer("rows_outer"), rows_inner("rows_inner");
     by_block.compute_root().parallel(block);
-    Stage tasks = by_block.update();
-    const Expr tile_fits = s.kernel == 3 && s.rows % kTileRows == 0 && s.width % lanes == 0;
-    tasks.specialize(tile_fits)
-        .split(s.row, rows_outer, rows_inner, kTileRows, tail)
-        .reorder(lane_of_row, s.kw, rows_inner, s.kh, s.c, rows_outer, block)
-        .parallel(block);
-    tasks.reorder(lane_of_row, s.kw, s.row, s.kh, s.c, block).parallel(block);
     by_lane.compute_at(by_block, s.kh).reorder_storage(lane, s.kw, s.row, s.kh, s.c, block).vectorize(lane);
-    // The register tile: K kernel columns x kTileRows expert rows, lanes along the grid's row.
-    Stage sum = by_lane.update();
+    Stage tasks = by_block.update(), sum = by_lane.update();
+    for (const int rows : kTileRows) {
+        const Expr tile_fits = s.kernel == 3 && s.rows % rows == 0 && s.width % lanes == 0;
+        tasks.specialize(tile_fits)
+            .split(s.row, rows_outer, rows_inner, rows, tail)
+            .reorder(lane_of_row, s.kw, rows_inner, s.kh, s.c, rows_outer, block)
+            .parallel(block);
+        // The register tile: K kernel columns x `rows` expert rows, lanes along the grid's row.
+        sum.specialize(tile_fits)
+            .reorder(lane, s.kw, s.row, across, s.r.y, in_block)
+            .vectorize(lane)
+            .unroll(s.kw)
+            .unroll(s.row);
+    }
+    tasks.reorder(lane_of_row, s.kw, s.row, s.kh, s.c, block).parallel(block);
     sum.reorder(lane, s.kw, s.row, across, s.r.y, in_block).vectorize(lane);
-    sum.specialize(tile_fits).unroll(s.kw).unroll(s.row);
 
     const LoopLevel task(by_block, block);
     const std::vector<Var> g = s.gated.args();  // (w, h, jf, b)
