@@ -313,15 +313,13 @@ private:
         total(kw, kh, c, row) += row_error(row, r.x, r.y, r.z) * channels_last(c, r.x + kw - pad, r.y + kh - pad, r.z);
         (*grad_weight)(kw, kh, c, row) = narrow(total(kw, kh, c, row), dtype);
 
-        DenseRowStages stages{gated,  row_error, channels_last, total, *grad_weight, kw, kh, c, row, w, h, b,
-                              rs,     r,         x->dim(2).extent(), grad_weight->dim(3).extent(),
-                              width,  height,    batch,              K};
+        DenseRowStages stages{gated, row_error, channels_last, total, *grad_weight, kw, kh, c, row, w, h, b, rs, r,
+                              x->dim(2).extent(), grad_weight->dim(3).extent(), width, K};
         if (!using_autoscheduler()) {
-            const Knobs choices("backward_weight", knobs, knobs_target, get_target());
             if (masked_rows) {
-                schedule_masked_rows(stages, choices, get_target());
+                schedule_masked_rows(stages, get_target());
             } else {
-                schedule_dense_rows(stages, choices, get_target());
+                schedule_dense_rows(stages, Knobs("backward_weight", knobs, knobs_target, get_target()), get_target());
             }
         }
     }

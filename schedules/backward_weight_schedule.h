@@ -53,12 +53,12 @@ struct DenseRowStages {
     Halide::Func output;         // grad_weight, (kw, kh, c, row)
     Halide::Var kw, kh, c, row, w, h, b;
     Halide::RDom slots, r;
-    // Run-time extents, for specialisations: C, NE·F, the grid, the batch, the kernel's size.
-    Halide::Expr channels, rows, width, height, batch, kernel;
+    // Run-time extents, for specialisations: C, NE·F, the grid's width, the kernel's size.
+    Halide::Expr channels, rows, width, kernel;
 };
 void schedule_dense_rows(DenseRowStages &stages, const Knobs &knobs, const Halide::Target &target);
 // The same sums with masked_rows=true, vectorised along the grid's rows (schedules/cpu/masked_rows.cpp).
-void schedule_masked_rows(DenseRowStages &stages, const Knobs &knobs, const Halide::Target &target);
+void schedule_masked_rows(DenseRowStages &stages, const Halide::Target &target);
 
 // The slot sweeps (generators/backward_weight_generator.cpp, shared routing, knob formulation=2):
 // pixel-major in blocks of samples.

@@ -28,8 +28,7 @@ constexpr int kTileRows[] = {3, 4, 2};
 
 }  // namespace
 
-void schedule_masked_rows(DenseRowStages &s, const Knobs &knobs, const Target &target) {
-    (void)knobs;
+void schedule_masked_rows(DenseRowStages &s, const Target &target) {
     if (target.has_gpu_feature()) {
         throw CompileError("smoe: the weight gradient's masked rows are scheduled for CPUs only");
     }
