@@ -8,10 +8,11 @@
 //
 // - Tasks are blocks of kBlockSamples samples; each adds lane-wise partial sums, which are then
 //   summed in a fixed order (lanes, then blocks): the result does not depend on the thread count.
-// - Per sample, its dŷ (damped and gated), every expert row's masked dŷ and its zero-padded input
-//   are computed once for the whole grid (a few tens of KiB, in L2), then each kh sums over the
-//   grid in a register tile of kTileRows expert rows x K kernel columns: per vector of a grid row,
-//   kTileRows masked dŷ loads and K input loads feed kTileRows x K FMAs.
+// - Per task, its samples' dŷ (damped and gated), every expert row's masked dŷ and their
+//   zero-padded inputs are computed once for the whole grid (331 KiB at heat, in L2); then per
+//   tile of expert rows and per kh a register tile of those rows x K kernel columns sums over the
+//   block's grid: per vector of a grid row, one masked dŷ load per row and K input loads feed
+//   rows x K FMAs.
 #include "backward_weight_schedule.h"
 
 namespace smoe {
